@@ -1,0 +1,123 @@
+//! The primitives a backend implements: small, atomic server operations.
+//!
+//! Everything else (renewal, self-fencing, waiting, retries, election) is written once in
+//! this crate on top of them. Each primitive is a single compare-and-set on the server,
+//! never a read followed by an unguarded write.
+
+use std::{sync::Arc, time::Duration, time::SystemTime};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::{FencingToken, LockName, Result};
+
+/// A lock held on the server, as the backend needs it for its next compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The lock held.
+    pub name: LockName,
+    /// Who holds it.
+    pub holder: String,
+    /// The token issued by the acquisition.
+    pub token: FencingToken,
+    /// The TTL the lock was taken with.
+    pub ttl: Duration,
+    /// Backend-specific state for the next compare-and-set, opaque to the core: the
+    /// Lease's latest `resourceVersion` on Kubernetes, the etcd lease id on etcd.
+    pub revision: u64,
+}
+
+/// Who holds a lock, as one backend sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    /// The holder's identity.
+    pub holder: String,
+    /// The holder's fencing token, where the backend can tell it.
+    pub token: Option<FencingToken>,
+    /// The TTL the holder took the lock with.
+    pub ttl: Duration,
+    /// When the holder acquired the lock, by the holder's clock, if recorded.
+    pub acquired_at: Option<SystemTime>,
+    /// When the holder last renewed the lock, by the holder's clock, if recorded.
+    pub renewed_at: Option<SystemTime>,
+    /// How long until a contender may take the lock if it is not renewed, as judged by
+    /// the backend now (for Kubernetes: by this process's own observation).
+    pub expires_in: Option<Duration>,
+}
+
+/// The outcome of [`Backend::take`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// The lock was free or expired and is now ours.
+    Acquired(Lease),
+    /// Someone holds the lock.
+    Held(LockInfo),
+}
+
+/// The outcome of [`Backend::renew`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Renew {
+    /// Still ours, for another TTL; carries the lease for the next compare-and-set.
+    Renewed(Lease),
+    /// No longer ours: expired, released, or taken by someone else.
+    NotHeld,
+}
+
+/// The outcome of [`Backend::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// It was ours and is now free.
+    Released,
+    /// It was not ours any more; nothing was changed.
+    NotHeld,
+}
+
+/// Notifications that a lock may have changed (released, taken, deleted). An item
+/// means "look again"; the end of the stream means notifications stopped and the
+/// waiter falls back to polling and subscribes again.
+pub type Changes = BoxStream<'static, ()>;
+
+/// The atomic server operations of one backend.
+///
+/// Implementations hold a client and nothing else: no loops, no timers, no retries.
+/// Errors say whether they are transient ([`Error::transient`](crate::Error::transient)).
+/// Every implementation must pass the [`conformance`](crate#conformance) suite.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Takes `name` for `holder` for `ttl` if it is free or expired, issuing a new
+    /// fencing token larger than every token issued for `name` before.
+    async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take>;
+
+    /// Extends `lease` by its TTL if it is still ours.
+    async fn renew(&self, lease: &Lease) -> Result<Renew>;
+
+    /// Frees `lease` at once if it is still ours; never touches another holder's record.
+    async fn release(&self, lease: &Lease) -> Result<Release>;
+
+    /// Who holds `name` now, or `None` if it is free.
+    async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>>;
+
+    /// Notifications of changes to `name`. The default has none, so waiters poll.
+    async fn changes(&self, _name: &LockName) -> Result<Changes> {
+        Ok(Box::pin(futures::stream::pending()))
+    }
+}
+
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
+        (**self).take(name, holder, ttl).await
+    }
+    async fn renew(&self, lease: &Lease) -> Result<Renew> {
+        (**self).renew(lease).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<Release> {
+        (**self).release(lease).await
+    }
+    async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
+        (**self).describe(name).await
+    }
+    async fn changes(&self, name: &LockName) -> Result<Changes> {
+        (**self).changes(name).await
+    }
+}

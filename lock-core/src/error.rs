@@ -1,0 +1,150 @@
+//! The one error type of the workspace.
+
+use std::{error::Error as StdError, time::Duration};
+
+use crate::{FencingToken, LockInfo, LossReason};
+
+/// A boxed error from a backend's client library.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Everything that can go wrong with a lock, on any backend.
+///
+/// Match on the variant to decide what to do; [`Error::is_transient`] tells whether
+/// trying again later may succeed.
+///
+/// ```
+/// use lock_core::{Error, FencingToken};
+///
+/// let err = Error::StaleToken { presented: FencingToken::new(3), current: FencingToken::new(5) };
+/// assert!(!err.is_transient());
+/// assert_eq!(err.to_string(), "stale fencing token 3: a write with token 5 was already accepted");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lock name is not valid on every backend (see [`LockName`](crate::LockName)).
+    #[error("invalid lock name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The holder identity is empty, too long or not printable.
+    #[error("invalid holder identity {identity:?}: {reason}")]
+    InvalidIdentity {
+        /// The rejected identity.
+        identity: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The timing options contradict each other (see [`Timing`](crate::Timing)).
+    #[error("invalid timing: {reason}")]
+    InvalidTiming {
+        /// Which rule is broken, with the values given.
+        reason: String,
+    },
+
+    /// The lock is held by someone else.
+    #[error("lock is held by {:?}{}", .0.holder, .0.token.map(|t| format!(" (token {t})")).unwrap_or_default())]
+    Held(Box<LockInfo>),
+
+    /// Waiting for the lock took longer than allowed.
+    #[error("timed out after {waited:?} waiting for lock {name}")]
+    Timeout {
+        /// The lock waited for.
+        name: String,
+        /// How long was waited.
+        waited: Duration,
+    },
+
+    /// The guard stopped being valid before it was released: work done under it since
+    /// then was not protected.
+    #[error("lock {name} with token {token} was lost: {reason}")]
+    Lost {
+        /// The lock that was lost.
+        name: String,
+        /// The token of the lost guard.
+        token: FencingToken,
+        /// Why it was lost.
+        reason: LossReason,
+    },
+
+    /// A fenced write presented a token lower than one already accepted: the writer is a
+    /// former holder and its write was rejected.
+    #[error("stale fencing token {presented}: a write with token {current} was already accepted")]
+    StaleToken {
+        /// The token the rejected write carried.
+        presented: FencingToken,
+        /// The highest token the resource has accepted.
+        current: FencingToken,
+    },
+
+    /// The backend or server cannot provide what the contract needs (for example a
+    /// server whose versions are not numbers).
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The record at the lock's location was not written by this library (or was
+    /// damaged). It is reported, never overwritten.
+    #[error("malformed record at lock {name}: {reason}")]
+    Malformed {
+        /// The lock whose record is malformed.
+        name: String,
+        /// What is wrong with the record.
+        reason: String,
+    },
+
+    /// The backend's client or server failed.
+    #[error("backend error ({}): {source}", if *.transient { "transient" } else { "permanent" })]
+    Backend {
+        /// Whether trying again later may succeed (a timeout, a refused connection, a
+        /// conflict) or not (forbidden, bad configuration).
+        transient: bool,
+        /// The client library's error.
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// A transient backend error: trying again later may succeed.
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            transient: true,
+            source: source.into(),
+        }
+    }
+
+    /// A permanent backend error: trying again will not help.
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            transient: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying the same operation again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                transient: true,
+                ..
+            } | Self::Timeout { .. }
+        )
+    }
+
+    pub(crate) fn invalid_timing(reason: impl Into<String>) -> Self {
+        Self::InvalidTiming {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The result type of the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,89 @@
+//! Distributed locks and leader election with fencing tokens, on any backend.
+//!
+//! ```
+//! use lock_core::{Lock, MemoryBackend};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> lock_core::Result<()> {
+//! // In production: lock_kube's backend over your kube::Client. In tests: this one.
+//! let backend = MemoryBackend::new();
+//! let lock = Lock::new(backend, "my-controller", "pod-a")?;
+//!
+//! let guard = lock.acquire().await?;          // waits; wakes at once on release
+//! let token = guard.token();                  // pass it to every protected write
+//! assert!(guard.is_valid());                  // false once the lock can't be trusted
+//! guard.release().await?;                     // the next waiter takes over at once
+//! # let _ = token; Ok(()) }
+//! ```
+//!
+//! # What it guarantees
+//!
+//! - **Fencing tokens** ([`FencingToken`]) strictly increase per lock name across every
+//!   acquisition by anyone. Present one with each write to a resource that rejects lower
+//!   tokens ([`FencedRegister`], or the fenced writes of each backend crate) and a paused
+//!   or partitioned former holder cannot overwrite its successor.
+//! - **Self-fencing.** A [`Guard`] renews its lock in the background and stops trusting
+//!   it at a deadline measured from when its last successful request was *sent*, minus a
+//!   drift margin: [`Guard::lost`] resolves and [`Guard::is_valid`] turns false strictly
+//!   before any other contender can acquire.
+//! - **Fast hand-over.** Waiting follows the backend's change notifications, so a
+//!   released lock is taken in one notification plus one request; a crashed holder's
+//!   lock after its TTL.
+//! - **Nothing orphaned.** Dropping an [`acquire`](Lock::acquire) future at any point
+//!   leaves nothing held; dropping a guard releases in the background.
+//!
+//! # Layout
+//!
+//! | concept | where |
+//! |---|---|
+//! | the primitives a backend implements | [`Backend`] (`backend.rs`) |
+//! | the lock, acquiring and waiting | [`Lock`] (`lock.rs`) |
+//! | a held lock, its validity, its renewal | [`Guard`], [`Validity`] (`guard.rs`, `validity.rs`, `renewal.rs`) |
+//! | leader election | [`LeaderElector`] (`election.rs`) |
+//! | fenced writes in memory | [`FencedRegister`] (`register.rs`) |
+//! | the in-memory backend | [`MemoryBackend`] (`memory.rs`) |
+//! | injected client faults | [`Faulty`] (`faults.rs`) |
+//! | timing rules and defaults | [`Timing`] (`timing.rs`) |
+//! | the conformance suite | `conformance` (feature `conformance`) |
+//!
+//! # Conformance
+//!
+//! With the `conformance` feature, the `conformance` module holds one `pub async fn` per
+//! contract, and `conformance_tests!` turns them into tests for a backend. Every backend
+//! runs all of them; a new contract is specified there once.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+mod backend;
+mod backoff;
+mod election;
+mod error;
+mod faults;
+mod guard;
+mod lock;
+mod memory;
+mod name;
+mod register;
+mod release;
+mod renewal;
+mod take;
+mod timing;
+mod token;
+mod validity;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use backend::{Backend, Changes, Lease, LockInfo, Release, Renew, Take};
+pub use election::{
+    DEFAULT_DRAIN_TIMEOUT, Health, LeaderElector, LeaderState, Leadership, ShutdownHandle,
+};
+pub use error::{BoxError, Error, Result};
+pub use faults::Faulty;
+pub use guard::Guard;
+pub use lock::{Lock, LockBuilder};
+pub use memory::MemoryBackend;
+pub use name::{LockName, MAX_IDENTITY_LEN, MAX_NAME_LEN};
+pub use register::FencedRegister;
+pub use timing::{DEFAULT_TTL, Timing};
+pub use token::FencingToken;
+pub use validity::{LossReason, Validity};
