@@ -8,8 +8,13 @@
 //! Run them all with [`conformance_tests!`](crate::conformance_tests), which writes one
 //! test per function:
 //!
-//! ```ignore
-//! lock_core::conformance_tests!(#[tokio::test(start_paused = true)] backend = lock_core::MemoryBackend::new());
+//! ```no_run
+//! // tests/conformance.rs of a backend crate
+//! lock_core::conformance_tests!(
+//!     #[tokio::test(start_paused = true)]
+//!     backend = lock_core::MemoryBackend::new()
+//! );
+//! # fn main() {}
 //! ```
 //!
 //! Timings are those of a 3 s TTL (renewal every second), short enough for tests on real
@@ -548,7 +553,8 @@ pub async fn election_never_has_two_leaders(backend: impl Backend) {
     let sampler = sample_leaders(electors.clone(), stop.clone());
 
     let (mut leader, mut token) = next_term(&electors, None, "start").await;
-    let faults_to_inject: [(&str, fn(&Faulty<Arc<dyn Backend>>)); 3] = [
+    type Inject = fn(&Faulty<Arc<dyn Backend>>);
+    let faults_to_inject: [(&str, Inject); 3] = [
         ("partition", |f| f.partition(true)),
         ("freeze", |f| f.freeze(true)),
         ("failing renewals", |f| f.fail_renewals(true)),

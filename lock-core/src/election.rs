@@ -263,7 +263,8 @@ impl LeaderElector {
             self.state.send_replace(LeaderState::Leading { token });
             tracing::info!(lock = %self.lock.name(), holder = %self.lock.identity(), %token, "leading");
 
-            let mut term = pin!(work(Leadership {
+            // Boxed so that dropping it below really cancels the work, before the release.
+            let mut term = Box::pin(work(Leadership {
                 validity: guard.validity(),
                 stopping: self.shutdown.clone(),
             }));

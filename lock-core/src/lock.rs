@@ -196,13 +196,20 @@ impl Lock {
             loop {
                 // Subscribe before looking, so that no change after the look is missed.
                 if changes.is_none() {
-                    changes = match self.backend.changes(&self.name).await {
-                        Ok(stream) => Some(stream),
-                        Err(error) if error.is_transient() => {
+                    let subscribing = self.backend.changes(&self.name);
+                    changes = match tokio::time::timeout(self.timing.request_timeout(), subscribing)
+                        .await
+                    {
+                        Ok(Ok(stream)) => Some(stream),
+                        Ok(Err(error)) if !error.is_transient() => return Err(error),
+                        Ok(Err(error)) => {
                             tracing::debug!(%error, "no change notifications; polling");
                             None
                         }
-                        Err(error) => return Err(error),
+                        Err(_) => {
+                            tracing::debug!("subscribing to changes timed out; polling");
+                            None
+                        }
                     };
                 }
                 let wake_at = match self.take_once().await {
