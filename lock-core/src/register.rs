@@ -86,3 +86,65 @@ impl<T> FencedRegister<T> {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_token_is_accepted_first_and_the_same_token_again() {
+        let register = FencedRegister::new(0);
+        assert_eq!(register.highest_token(), None);
+        register
+            .write(FencingToken::new(5), 1)
+            .expect("first write");
+        register
+            .write(FencingToken::new(5), 2)
+            .expect("the holder writes again");
+        assert_eq!(register.read(), 2);
+    }
+
+    #[test]
+    fn a_lower_token_is_rejected_naming_both_tokens_and_changes_nothing() {
+        let register = FencedRegister::new("new");
+        register
+            .write(FencingToken::new(9), "newest")
+            .expect("write");
+        match register.update(FencingToken::new(8), |v| *v = "stale") {
+            Err(Error::StaleToken { presented, current }) => {
+                assert_eq!((presented.get(), current.get()), (8, 9));
+            }
+            other => panic!("expected StaleToken, got {other:?}"),
+        }
+        assert_eq!(
+            (register.read(), register.highest_token()),
+            ("newest", Some(FencingToken::new(9)))
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_never_lower_the_mark() {
+        let register = std::sync::Arc::new(FencedRegister::new(0u64));
+        let writers: Vec<_> = (1..=8u64)
+            .map(|writer| {
+                let register = register.clone();
+                std::thread::spawn(move || {
+                    for round in 0..1000u64 {
+                        let token = FencingToken::new(round * 8 + writer);
+                        if register.write(token, token.get()).is_ok() {
+                            assert!(register.highest_token() >= Some(token));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        assert_eq!(
+            register.highest_token(),
+            Some(FencingToken::new(999 * 8 + 8))
+        );
+        assert_eq!(register.read(), 999 * 8 + 8);
+    }
+}

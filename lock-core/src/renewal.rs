@@ -68,7 +68,7 @@ async fn renew_until_stopped(
         }
         let sent = Instant::now();
         if sent >= deadline {
-            validity.end(LossReason::Expired);
+            validity.expire_if_due();
             return;
         }
         let current = lease.lock().unwrap_or_else(PoisonError::into_inner).clone();

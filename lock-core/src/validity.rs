@@ -136,7 +136,7 @@ impl Validity {
                 current.valid_until
             };
             tokio::select! {
-                () = sleep_until(valid_until) => self.end(LossReason::Expired),
+                () = sleep_until(valid_until) => self.expire_if_due(),
                 _ = status.changed() => {}
             }
         }
@@ -160,6 +160,19 @@ impl Validity {
             true
         });
         self.is_valid()
+    }
+
+    /// Ends validity as expired if the deadline has passed. A renewal may have moved the
+    /// deadline just before; then nothing changes.
+    pub(crate) fn expire_if_due(&self) {
+        let now = Instant::now();
+        self.status.send_if_modified(|status| {
+            let due = status.lost.is_none() && now >= status.valid_until;
+            if due {
+                status.lost = Some(LossReason::Expired);
+            }
+            due
+        });
     }
 
     /// Ends validity for `reason`, unless it already ended (the first reason stays).
