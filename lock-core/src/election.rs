@@ -221,6 +221,9 @@ impl LeaderElector {
     /// Returns `Ok` after a graceful shutdown, or the first error that retrying cannot
     /// fix (transient errors are retried). If `work` returns by itself, the replica
     /// steps down, releases the lock and campaigns again.
+    ///
+    /// An elector campaigns once: shutdown is final, and `run` returns at once after it.
+    /// Build a new elector to campaign again.
     pub async fn run<F, Fut>(&self, mut work: F) -> Result<()>
     where
         F: FnMut(Leadership) -> Fut,

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use lock_core::{Error, Faulty, Lock, LossReason, MemoryBackend, Release, Timing};
+use lock_core::{Error, Faulty, Guard, Lock, LossReason, MemoryBackend, Release, Timing};
 use support::Recorder;
 use tokio::time::{Instant, sleep};
 
@@ -17,6 +17,16 @@ fn lock(backend: impl lock_core::Backend, identity: &str) -> Lock {
         .timing(Timing::new(TTL))
         .build()
         .expect("valid lock")
+}
+
+/// A guard held through a connection whose faults the test controls.
+async fn held_through_faults() -> (Faulty<MemoryBackend>, Guard) {
+    let faulty = Faulty::new(MemoryBackend::new());
+    let guard = lock(faulty.clone(), "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    (faulty, guard)
 }
 
 #[tokio::test(start_paused = true)]
@@ -55,11 +65,7 @@ async fn validity_runs_from_when_the_request_was_sent_minus_the_drift_margin() {
 
 #[tokio::test(start_paused = true)]
 async fn transient_renewal_errors_are_retried_until_the_deadline_not_treated_as_loss() {
-    let faulty = Faulty::new(MemoryBackend::new());
-    let guard = lock(faulty.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
+    let (faulty, guard) = held_through_faults().await;
     faulty.fail_renewals(true);
     sleep(TTL / 2).await;
     assert!(
@@ -78,11 +84,7 @@ async fn transient_renewal_errors_are_retried_until_the_deadline_not_treated_as_
 
 #[tokio::test(start_paused = true)]
 async fn without_a_successful_renewal_lost_fires_exactly_at_the_deadline() {
-    let faulty = Faulty::new(MemoryBackend::new());
-    let guard = lock(faulty.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
+    let (faulty, guard) = held_through_faults().await;
     let deadline = guard.valid_until().expect("valid");
     faulty.partition(true);
 
@@ -178,11 +180,7 @@ async fn release_frees_the_lock_for_the_next_holder_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn release_after_the_deadline_is_lost_even_if_nobody_took_the_lock() {
-    let faulty = Faulty::new(MemoryBackend::new());
-    let guard = lock(faulty.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
+    let (faulty, guard) = held_through_faults().await;
     faulty.fail_renewals(true);
     guard.lost().await;
 
