@@ -1,2 +1,38 @@
-//! Cross-backend integration tests and the harness that starts real servers on
-//! loopback. The harness lands with its own issue; this crate holds the place.
+//! The test harness: real servers on loopback, and the controls that break them.
+//!
+//! Every server starts on 127.0.0.1, on free ports, in a temporary folder, and stops
+//! when dropped, also when the test panics. A server shared by a whole test binary
+//! ([`Kube::shared`]) stops when the binary ends, however it ends. A missing server
+//! program fails the test with a message naming what to install: run
+//! `scripts/provision` (the README's test command does).
+//!
+//! ```no_run
+//! use lock_tests::{Proxy, Redis};
+//!
+//! # #[tokio::main] async fn main() {
+//! let redis = Redis::start().await;               // redis-server on a free port
+//! let proxy = Proxy::to_port(redis.port()).await; // clients connect through it
+//! proxy.blackhole();                              // requests now hang
+//! proxy.heal();
+//! redis.server().pause();                         // SIGSTOP
+//! redis.server().resume();                        // SIGCONT
+//! # }
+//! ```
+//!
+//! | server | from | type |
+//! |---|---|---|
+//! | etcd 3.4 | Debian's `etcd-server` | [`Etcd`] |
+//! | Redis 7.0 | Debian's `redis-server` | [`Redis`] |
+//! | kube-apiserver 1.20 with its own etcd | Debian's `kubernetes` source package, built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`] |
+
+mod etcd;
+mod kube;
+mod process;
+mod proxy;
+mod redis;
+
+pub use etcd::Etcd;
+pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
+pub use process::{Server, free_port, program};
+pub use proxy::Proxy;
+pub use redis::{Persistence, Redis, connect_redis};
