@@ -1,0 +1,389 @@
+//! The lock-core primitives over `coordination.k8s.io/v1` Leases.
+//!
+//! Every mutation is a compare-and-set: a create (POST; 409 means someone else created
+//! it first) or a replace (PUT) carrying the resourceVersion it was decided on (409 means
+//! someone else wrote since). Nothing is ever patched unconditionally, and a Lease
+//! changed by another writer is re-read and re-checked, never overwritten blindly.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::{
+    api::coordination::v1::{Lease, LeaseSpec},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use lock_core::{
+    Backend, Changes, Error, FencingToken, Lease as Held, LockInfo, LockName, Release, Renew,
+    Result, Take,
+};
+
+use crate::{
+    error::{lock_error, status},
+    known::Known,
+    record::{self, Record},
+};
+
+/// How many times an operation re-reads and retries after losing a write race before it
+/// reports a transient error.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Kubernetes Leases as a lock backend, in one namespace, over the `kube::Client` you
+/// already have.
+///
+/// Records are those of client-go's `LeaseLock`, so Go and Rust controllers can contend
+/// for the same Lease; use the same lease duration on both sides (client-go judges
+/// expiry by its own configured duration). The fencing token is the resourceVersion of
+/// the write that acquired the lease.
+///
+/// ```no_run
+/// use lock_core::Lock;
+/// use lock_kube::KubeBackend;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = kube::Client::try_default().await?;
+/// let backend = KubeBackend::new(client, "my-namespace");
+/// let lock = Lock::new(backend, "my-controller", std::env::var("POD_NAME")?)?;
+/// let guard = lock.acquire().await?;
+/// # drop(guard); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KubeBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: Api<Lease>,
+    namespace: String,
+    known: Known,
+    /// The acquireTime of each acquisition this process holds: with the holder, it tells
+    /// our record from a later acquisition by the same identity.
+    acquisitions: Mutex<HashMap<(String, FencingToken), MicroTime>>,
+}
+
+impl std::fmt::Debug for KubeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeBackend")
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one compare-and-set write.
+enum Write {
+    Done(Box<Lease>),
+    /// Someone else wrote (or created) it first.
+    Conflict,
+    /// The Lease was deleted.
+    Gone,
+}
+
+impl KubeBackend {
+    /// Locks are Leases in `namespace`.
+    ///
+    /// A lease found held is taken over only after its record stayed unchanged for its
+    /// `leaseDurationSeconds` of this process's own observation, as client-go does.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self::with_known(client, namespace, Known::default())
+    }
+
+    /// Like [`new`](KubeBackend::new), but a lease seen for the first time is judged by
+    /// its holder's `renewTime`, trusted to be within `skew` of this node's clock: a
+    /// freshly started process then need not wait a whole lease duration for a lease
+    /// that was abandoned long ago. Only safe if node clocks are synchronised within
+    /// `skew`.
+    pub fn trusting_renew_time(client: Client, namespace: &str, skew: Duration) -> Self {
+        Self::with_known(client, namespace, Known::trusting_renew_time(skew))
+    }
+
+    fn with_known(client: Client, namespace: &str, known: Known) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                api: Api::namespaced(client, namespace),
+                namespace: namespace.to_owned(),
+                known,
+                acquisitions: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The namespace of the Leases.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+}
+
+impl Inner {
+    fn error(&self, error: kube::Error, what: &str) -> Error {
+        lock_error(error, &self.namespace, what)
+    }
+
+    /// The Lease as last seen, or read now if `fresh` or never seen; `None` if absent.
+    async fn current(&self, name: &str, fresh: bool) -> Result<Option<Lease>> {
+        if let Some(lease) = self.known.lease(name).filter(|_| !fresh) {
+            return Ok(Some(lease));
+        }
+        match self.api.get_opt(name).await {
+            Ok(Some(lease)) => {
+                self.known.saw(&lease);
+                Ok(Some(lease))
+            }
+            Ok(None) => {
+                self.known.forget(name);
+                Ok(None)
+            }
+            Err(error) => Err(self.error(error, "read the lease")),
+        }
+    }
+
+    async fn create(&self, name: &str, spec: LeaseSpec) -> Result<Write> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(created) => {
+                self.known.saw(&created);
+                Ok(Write::Done(Box::new(created)))
+            }
+            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict),
+            Err(error) => Err(self.error(error, "create the lease")),
+        }
+    }
+
+    /// Replaces the spec of `current`, only if it is still the version on the server.
+    async fn replace(&self, name: &str, mut current: Lease, spec: LeaseSpec) -> Result<Write> {
+        current.spec = Some(spec);
+        match self
+            .api
+            .replace(name, &PostParams::default(), &current)
+            .await
+        {
+            Ok(written) => {
+                self.known.saw(&written);
+                Ok(Write::Done(Box::new(written)))
+            }
+            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict),
+            Err(error) if status(&error) == Some(404) => {
+                self.known.forget(name);
+                Ok(Write::Gone)
+            }
+            Err(error) => Err(self.error(error, "update the lease")),
+        }
+    }
+
+    fn acquisition(&self, held: &Held) -> Option<MicroTime> {
+        let acquisitions = self
+            .acquisitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        acquisitions
+            .get(&(held.name.to_string(), held.token))
+            .cloned()
+    }
+
+    fn set_acquisition(&self, held: &Held, acquire_time: Option<MicroTime>) {
+        let mut acquisitions = self
+            .acquisitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (held.name.to_string(), held.token);
+        match acquire_time {
+            Some(time) => acquisitions.insert(key, time),
+            None => acquisitions.remove(&key),
+        };
+    }
+
+    /// Rewrites our own record with `change` while it is still our acquisition,
+    /// re-reading after every conflict. `None` if it is not ours any more.
+    async fn rewrite_own(
+        &self,
+        held: &Held,
+        what: &str,
+        change: impl Fn(LeaseSpec) -> LeaseSpec,
+    ) -> Result<Option<Lease>> {
+        let name = held.name.as_str();
+        let Some(acquire_time) = self.acquisition(held) else {
+            return Ok(None);
+        };
+        let mut current = self.current(name, false).await?;
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(lease) = current else {
+                return Ok(None);
+            };
+            if !Record::read(&lease)?.is_acquisition(&held.holder, &acquire_time) {
+                return Ok(None);
+            }
+            let spec = change(lease.spec.clone().unwrap_or_default());
+            match self.replace(name, lease, spec).await? {
+                Write::Done(written) => return Ok(Some(*written)),
+                Write::Gone => return Ok(None),
+                Write::Conflict => current = self.current(name, true).await?,
+            }
+        }
+        Err(Error::transient(format!(
+            "could not {what} lease {name}: other writers kept changing it"
+        )))
+    }
+
+    fn info(&self, name: &str, record: &Record) -> Option<LockInfo> {
+        Some(LockInfo {
+            holder: record.holder.clone()?,
+            token: None,
+            ttl: record.duration,
+            acquired_at: record.acquire_time.as_ref().map(record::system_time),
+            renewed_at: record.renew_time.as_ref().map(record::system_time),
+            expires_in: Some(self.known.expires_in(name, record)),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for KubeBackend {
+    /// A lease seen free or expired is written at once (one request when it is known
+    /// from the watch); a lease seen held is read again before reporting it held, since
+    /// what this process last saw may be old.
+    async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
+        let inner = &self.inner;
+        let name = name.as_str();
+        let (mut lease, mut fresh) = match inner.known.lease(name) {
+            Some(known) => (Some(known), false),
+            None => (inner.current(name, true).await?, true),
+        };
+        let mut races = 0;
+        loop {
+            let acquire_time = record::now();
+            let write = match lease {
+                None => {
+                    inner
+                        .create(
+                            name,
+                            record::acquired(holder, ttl, None, acquire_time.clone()),
+                        )
+                        .await?
+                }
+                Some(current) => {
+                    let record = Record::read(&current)?;
+                    let unexpired = !inner.known.expires_in(name, &record).is_zero();
+                    match inner.info(name, &record).filter(|_| unexpired) {
+                        Some(info) if fresh => return Ok(Take::Held(info)),
+                        Some(_) => {
+                            (lease, fresh) = (inner.current(name, true).await?, true);
+                            continue;
+                        }
+                        None => {
+                            let spec = record::acquired(
+                                holder,
+                                ttl,
+                                Some(record.transitions),
+                                acquire_time.clone(),
+                            );
+                            inner.replace(name, current, spec).await?
+                        }
+                    }
+                }
+            };
+            let Write::Done(written) = write else {
+                races += 1;
+                if races == CONFLICT_RETRIES {
+                    return Err(Error::transient(format!(
+                        "lost the race for lease {name} {CONFLICT_RETRIES} times in a row"
+                    )));
+                }
+                (lease, fresh) = (inner.current(name, true).await?, true);
+                continue;
+            };
+            let token = record::token(&written)?;
+            let held = Held {
+                name: LockName::new(name)?,
+                holder: holder.to_owned(),
+                token,
+                ttl,
+                revision: token.get(),
+            };
+            inner.set_acquisition(&held, Some(acquire_time));
+            return Ok(Take::Acquired(held));
+        }
+    }
+
+    async fn renew(&self, held: &Held) -> Result<Renew> {
+        let renewed = self
+            .inner
+            .rewrite_own(held, "renew", |spec| record::renewed(spec, record::now()))
+            .await?;
+        Ok(match renewed {
+            Some(written) => Renew::Renewed(Held {
+                revision: record::token(&written)?.get(),
+                ..held.clone()
+            }),
+            None => {
+                self.inner.set_acquisition(held, None);
+                Renew::NotHeld
+            }
+        })
+    }
+
+    async fn release(&self, held: &Held) -> Result<Release> {
+        let released = self
+            .inner
+            .rewrite_own(held, "release", |spec| {
+                record::released(spec, record::now())
+            })
+            .await?;
+        self.inner.set_acquisition(held, None);
+        Ok(if released.is_some() {
+            Release::Released
+        } else {
+            Release::NotHeld
+        })
+    }
+
+    async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
+        let Some(lease) = self.inner.current(name.as_str(), true).await? else {
+            return Ok(None);
+        };
+        let record = Record::read(&lease)?;
+        Ok(self.inner.info(name.as_str(), &record))
+    }
+
+    /// Watches the Lease (re-listing after errors and `410 Gone`, with backoff); every
+    /// event also updates what this process knows of it.
+    async fn changes(&self, name: &LockName) -> Result<Changes> {
+        let inner = self.inner.clone();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let events = watcher(inner.api.clone(), config).default_backoff();
+        Ok(Box::pin(events.filter_map(move |event| {
+            let changed = match event {
+                Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
+                    inner.known.saw(&lease);
+                    Some(())
+                }
+                Ok(watcher::Event::Delete(lease)) => {
+                    if let Some(name) = lease.metadata.name.as_deref() {
+                        inner.known.forget(name);
+                    }
+                    Some(())
+                }
+                Ok(watcher::Event::Init) => None,
+                Ok(watcher::Event::InitDone) => Some(()),
+                Err(error) => {
+                    tracing::debug!(%error, "lease watch failed; it re-lists with backoff");
+                    None
+                }
+            };
+            futures::future::ready(changed)
+        })))
+    }
+}

@@ -1,0 +1,367 @@
+//! Kubernetes-specific behaviour, on a real kube-apiserver.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{
+    coordination::v1::{Lease, LeaseSpec},
+    core::v1::ConfigMap,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, DynamicObject, ObjectMeta, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use lock_core::{
+    Error, FencingToken, Lock, LockName, LossReason, Take, Timing, conformance::unique_name,
+};
+use lock_kube::{KubeBackend, fenced_update};
+use lock_tests::Kube;
+use tokio::time::sleep;
+
+const TTL: Duration = Duration::from_secs(3);
+
+async fn backend() -> KubeBackend {
+    let kube = Kube::shared().await;
+    KubeBackend::new(kube.admin().await, kube.namespace())
+}
+
+async fn leases() -> Api<Lease> {
+    let kube = Kube::shared().await;
+    Api::namespaced(kube.admin().await, kube.namespace())
+}
+
+fn lock(backend: KubeBackend, name: &str, identity: &str) -> Lock {
+    Lock::builder(backend, name, identity)
+        .timing(Timing::new(TTL))
+        .build()
+        .expect("a valid lock")
+}
+
+fn spec(lease: &Lease) -> LeaseSpec {
+    lease.spec.clone().expect("a lease spec")
+}
+
+#[tokio::test]
+async fn records_are_written_as_client_go_writes_them() {
+    let name = unique_name("record");
+    let guard = lock(backend().await, &name, "pod-a")
+        .acquire()
+        .await
+        .expect("acquire");
+    let acquired = spec(&leases().await.get(&name).await.expect("the lease"));
+    assert_eq!(acquired.holder_identity.as_deref(), Some("pod-a"));
+    assert_eq!(acquired.lease_duration_seconds, Some(3));
+    assert_eq!(acquired.lease_transitions, Some(0));
+    assert!(acquired.acquire_time.is_some() && acquired.acquire_time == acquired.renew_time);
+
+    // Six fractional digits on the wire.
+    let kube = Kube::shared().await;
+    let path = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{name}",
+        kube.namespace()
+    );
+    let raw = kube
+        .admin()
+        .await
+        .request_text(http::Request::get(path).body(Vec::new()).expect("request"))
+        .await
+        .expect("raw get");
+    let json: serde_json::Value = serde_json::from_str(&raw).expect("json");
+    let renew_time = json["spec"]["renewTime"].as_str().expect("renewTime");
+    assert_eq!(
+        renew_time.rsplit('.').next().map(str::len),
+        Some("123456Z".len()),
+        "{renew_time}"
+    );
+
+    sleep(TTL / 3 + Duration::from_millis(300)).await;
+    let renewed = spec(&leases().await.get(&name).await.expect("the lease"));
+    assert_eq!(
+        renewed.acquire_time, acquired.acquire_time,
+        "renewal keeps acquireTime"
+    );
+    assert!(
+        renewed.renew_time > acquired.renew_time,
+        "renewal moves renewTime"
+    );
+
+    guard.release().await.expect("release");
+    let released = spec(&leases().await.get(&name).await.expect("the lease"));
+    assert_eq!(
+        released.holder_identity.as_deref(),
+        Some(""),
+        "released as ReleaseOnCancel does"
+    );
+    assert_eq!(released.lease_duration_seconds, Some(1));
+    assert_eq!(released.lease_transitions, Some(0));
+
+    let next = lock(backend().await, &name, "pod-b")
+        .acquire()
+        .await
+        .expect("acquire");
+    let transitions = spec(&leases().await.get(&name).await.expect("the lease")).lease_transitions;
+    assert_eq!(transitions, Some(1), "every acquisition is a transition");
+    next.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_foreign_edit_of_the_metadata_is_kept_and_the_guard_renews_on_top_of_it() {
+    let name = unique_name("foreign-label");
+    let guard = lock(backend().await, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let api = leases().await;
+    let mut edited = api.get(&name).await.expect("the lease");
+    edited
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("team".into(), "a".into());
+    api.replace(&name, &PostParams::default(), &edited)
+        .await
+        .expect("a foreign edit");
+
+    sleep(TTL / 3 + Duration::from_millis(300)).await;
+    let after = api.get(&name).await.expect("the lease");
+    assert!(
+        guard.is_valid(),
+        "a metadata edit does not take the lease away"
+    );
+    let team = after
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("team").cloned());
+    assert_eq!(team.as_deref(), Some("a"), "never clobbered");
+    assert!(
+        spec(&after).renew_time > spec(&edited).renew_time,
+        "renewed after re-reading"
+    );
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_foreign_writer_taking_the_lease_is_detected_and_never_overwritten() {
+    let name = unique_name("foreign-holder");
+    let guard = lock(backend().await, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let api = leases().await;
+    let mut taken = api.get(&name).await.expect("the lease");
+    taken.spec.as_mut().expect("spec").holder_identity = Some("kubectl-edit".into());
+    api.replace(&name, &PostParams::default(), &taken)
+        .await
+        .expect("a foreign takeover");
+
+    assert_eq!(guard.lost().await, LossReason::Taken);
+    assert!(matches!(guard.release().await, Err(Error::Lost { .. })));
+    let after = spec(&api.get(&name).await.expect("the lease"));
+    assert_eq!(
+        after.holder_identity.as_deref(),
+        Some("kubectl-edit"),
+        "the foreign record stays"
+    );
+}
+
+#[tokio::test]
+async fn the_token_keeps_growing_when_the_lease_is_deleted_and_recreated() {
+    let name = unique_name("recreated");
+    let first = lock(backend().await, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let t1 = first.token();
+    first.release().await.expect("release");
+    leases()
+        .await
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+
+    let second = lock(backend().await, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire after recreate");
+    assert!(second.token() > t1, "token {} after {t1}", second.token());
+    second.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_restarted_process_with_the_same_identity_does_not_inherit_its_old_lease() {
+    let name = unique_name("restarted");
+    // The old process takes the lease and dies: no release, no renewals.
+    let old_backend = backend().await;
+    let old_token = match lock_core::Backend::take(
+        &old_backend,
+        &LockName::new(&name).expect("valid"),
+        "pod-a",
+        TTL,
+    )
+    .await
+    {
+        Ok(Take::Acquired(lease)) => lease.token,
+        other => panic!("take of a free lease gave {other:?}"),
+    };
+
+    // A new process (a new backend, no memory of the old one) with the same identity.
+    let started = tokio::time::Instant::now();
+    let new = lock(backend().await, &name, "pod-a")
+        .acquire_timeout(TTL * 3)
+        .await
+        .expect("acquire");
+    assert!(
+        started.elapsed() >= TTL,
+        "it waited for the old lease to expire ({:?})",
+        started.elapsed()
+    );
+    assert!(new.token() > old_token);
+    new.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_forbidden_user_gets_a_typed_error_naming_the_verbs_needed() {
+    let kube = Kube::shared().await;
+    let backend = KubeBackend::new(kube.forbidden().await, kube.namespace());
+    match lock(backend, &unique_name("forbidden"), "pod")
+        .try_acquire()
+        .await
+    {
+        Err(Error::Backend {
+            transient: false,
+            source,
+        }) => {
+            let message = source.to_string();
+            assert!(
+                message.contains("forbidden") && message.contains(lock_kube::REQUIRED_VERBS),
+                "{message}"
+            );
+        }
+        other => panic!("expected a permanent backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_namespace_gets_a_typed_error_naming_it() {
+    let kube = Kube::shared().await;
+    let backend = KubeBackend::new(kube.admin().await, "no-such-namespace");
+    match lock(backend, &unique_name("no-namespace"), "pod")
+        .try_acquire()
+        .await
+    {
+        Err(Error::Backend {
+            transient: false,
+            source,
+        }) => {
+            assert!(
+                source
+                    .to_string()
+                    .contains("\"no-such-namespace\" does not exist"),
+                "{source}"
+            );
+        }
+        other => panic!("expected a permanent backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_lease_is_reported_and_never_taken() {
+    let api = leases().await;
+    let cases = [
+        (
+            "no-renew-time",
+            LeaseSpec {
+                holder_identity: Some("x".into()),
+                lease_duration_seconds: Some(15),
+                ..LeaseSpec::default()
+            },
+        ),
+        (
+            "no-duration",
+            LeaseSpec {
+                holder_identity: Some("x".into()),
+                renew_time: None,
+                ..LeaseSpec::default()
+            },
+        ),
+    ];
+    for (case, spec) in cases {
+        let name = unique_name(case);
+        let foreign = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        let created = api
+            .create(&PostParams::default(), &foreign)
+            .await
+            .expect("a foreign lease");
+        let lock = lock(backend().await, &name, "pod");
+        assert!(
+            matches!(lock.try_acquire().await, Err(Error::Malformed { .. })),
+            "{case}"
+        );
+        assert!(
+            matches!(lock.holder().await, Err(Error::Malformed { .. })),
+            "{case}"
+        );
+        let after = api.get(&name).await.expect("the lease");
+        assert_eq!(
+            after.metadata.resource_version, created.metadata.resource_version,
+            "{case}: never overwritten"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fenced_write_with_an_older_token_is_rejected_after_a_newer_one_was_accepted() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = unique_name("fenced");
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &map)
+        .await
+        .expect("create");
+    let set = |value: &'static str| {
+        move |map: &mut ConfigMap| {
+            map.data
+                .get_or_insert_with(Default::default)
+                .insert("owner".into(), value.into());
+        }
+    };
+
+    fenced_update(&config_maps, &name, FencingToken::new(20), set("new"))
+        .await
+        .expect("the newer holder writes");
+    match fenced_update(&config_maps, &name, FencingToken::new(10), set("stale")).await {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented.get(), current.get()), (10, 20))
+        }
+        other => panic!("expected StaleToken, got {other:?}"),
+    }
+    let after = config_maps.get(&name).await.expect("get");
+    assert_eq!(
+        after.data.and_then(|d| d.get("owner").cloned()).as_deref(),
+        Some("new")
+    );
+
+    // The same through the dynamic API.
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
+    let dynamic: Api<DynamicObject> =
+        Api::namespaced_with(kube.admin().await, kube.namespace(), &resource);
+    let stale = fenced_update(&dynamic, &name, FencingToken::new(19), |_| {}).await;
+    assert!(matches!(stale, Err(Error::StaleToken { .. })), "{stale:?}");
+    fenced_update(&dynamic, &name, FencingToken::new(21), |_| {})
+        .await
+        .expect("a newer token writes");
+}
