@@ -73,11 +73,6 @@ mod validity;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-/// The README's examples, compiled as doctests so that they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 pub use backend::{Backend, Changes, Lease, LockInfo, Release, Renew, Take};
 pub use election::{
     DEFAULT_DRAIN_TIMEOUT, Health, LeaderElector, LeaderState, Leadership, ShutdownHandle,

@@ -193,30 +193,21 @@ impl Lock {
             let poll = self.timing.poll_interval();
             let mut retries = retry_delays(poll);
             let mut changes: Option<Changes> = None;
+            let mut subscribed = false;
             loop {
-                // Subscribe before looking, so that no change after the look is missed.
-                if changes.is_none() {
-                    let subscribing = self.backend.changes(&self.name);
-                    changes = match tokio::time::timeout(self.timing.request_timeout(), subscribing)
-                        .await
-                    {
-                        Ok(Ok(stream)) => Some(stream),
-                        Ok(Err(error)) if !error.is_transient() => return Err(error),
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, "no change notifications; polling");
-                            None
-                        }
-                        Err(_) => {
-                            tracing::debug!("subscribing to changes timed out; polling");
-                            None
-                        }
-                    };
-                }
                 let wake_at = match self.take_once().await {
                     Ok(Ok(guard)) => return Ok(guard),
                     Ok(Err(holder)) => {
                         on_held(&holder);
                         retries = retry_delays(poll);
+                        // Held: subscribe to changes, then look once more before
+                        // waiting, so that no change after the first look is missed.
+                        // An uncontended acquire never subscribes.
+                        if changes.is_none() && !subscribed {
+                            subscribed = true;
+                            changes = self.subscribe().await?;
+                            continue;
+                        }
                         let wait = holder.expires_in.map_or(poll, |expiry| expiry.min(poll));
                         Instant::now() + wait
                     }
@@ -226,11 +217,30 @@ impl Lock {
                     }
                     Err(error) => return Err(error),
                 };
+                subscribed = false;
                 wait_for_change(&mut changes, wake_at).await;
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Change notifications for this lock, or `None` (polling) if the backend cannot
+    /// give them now.
+    async fn subscribe(&self) -> Result<Option<Changes>> {
+        let subscribing = self.backend.changes(&self.name);
+        match tokio::time::timeout(self.timing.request_timeout(), subscribing).await {
+            Ok(Ok(stream)) => Ok(Some(stream)),
+            Ok(Err(error)) if !error.is_transient() => Err(error),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "no change notifications; polling");
+                Ok(None)
+            }
+            Err(_) => {
+                tracing::debug!("subscribing to changes timed out; polling");
+                Ok(None)
+            }
+        }
     }
 
     /// One attempt: the guard, or who holds the lock.

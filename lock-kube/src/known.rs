@@ -68,9 +68,7 @@ impl Known {
     /// When a record first seen now counts as observed: now, or, when trusting the
     /// holder's renewTime, that time minus the skew allowance.
     fn first_sight(&self, spec: Option<&LeaseSpec>, now: Instant) -> Instant {
-        let renewed = spec
-            .and_then(|s| s.renew_time.as_ref())
-            .map(system_time);
+        let renewed = spec.and_then(|s| s.renew_time.as_ref()).map(system_time);
         match (self.trust_renew_time, renewed) {
             (Some(skew), Some(renewed)) => {
                 let age = SystemTime::now()

@@ -59,11 +59,18 @@
 //! Pick a `k8s-openapi` version feature in your binary as usual (e.g. `latest`).
 
 mod backend;
+mod client;
 mod error;
 mod fenced;
 mod known;
 mod record;
 
 pub use backend::KubeBackend;
+pub use client::nodelay_client;
 pub use error::REQUIRED_VERBS;
 pub use fenced::{FENCING_TOKEN_ANNOTATION, fenced_update, recorded_token};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -14,6 +14,11 @@ pub struct Etcd {
     client_port: u16,
 }
 
+/// The member name of the etcd listening on `client_port`, to tell it from any other.
+fn member_name(client_port: u16) -> String {
+    format!("lock-tests-{client_port}")
+}
+
 impl Etcd {
     /// Starts Debian's etcd and waits until it answers.
     pub async fn start() -> Self {
@@ -27,13 +32,13 @@ impl Etcd {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let args: Vec<OsString> = [
-            "--name=lock-tests".to_owned(),
+            format!("--name={}", member_name(client_port)),
             format!("--data-dir={}", dir.join("data").display()),
             format!("--listen-client-urls={client}"),
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=lock-tests={peer}"),
+            format!("--initial-cluster={}={peer}", member_name(client_port)),
             "--listen-metrics-urls=".to_owned(),
             "--logger=zap".to_owned(),
             "--log-level=warn".to_owned(),
@@ -53,10 +58,16 @@ impl Etcd {
         let url = self.url();
         self.server
             .wait_until_ready(Duration::from_secs(30), || async {
-                match etcd_client::Client::connect([url.as_str()], None).await {
-                    Ok(mut client) => client.status().await.is_ok(),
-                    Err(_) => false,
-                }
+                // Ready, and ours: its only member has our name.
+                let Ok(mut client) = etcd_client::Client::connect([url.as_str()], None).await
+                else {
+                    return false;
+                };
+                client.member_list().await.is_ok_and(|list| {
+                    list.members()
+                        .iter()
+                        .any(|member| member.name() == member_name(self.client_port))
+                })
             })
             .await;
     }

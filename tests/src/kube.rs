@@ -189,6 +189,14 @@ impl Kube {
     }
 
     async fn client(&self, forbidden: bool) -> kube::Client {
+        let config = self.config(forbidden).await;
+        kube::Client::try_from(config)
+            .unwrap_or_else(|error| panic!("cannot build a kube client: {error}"))
+    }
+
+    /// The client configuration of the admin user (or of the forbidden one), e.g. to
+    /// build a client of another kind.
+    pub async fn config(&self, forbidden: bool) -> kube::Config {
         let mut config = match &self.cluster {
             Cluster::Local { url, ca, .. } => {
                 let url = url
@@ -221,8 +229,7 @@ impl Kube {
             }
         };
         config.default_namespace = self.namespace().to_owned();
-        kube::Client::try_from(config)
-            .unwrap_or_else(|error| panic!("cannot build a kube client: {error}"))
+        config
     }
 
     /// The apiserver process, for pausing, killing and restarting (local clusters only).

@@ -7,11 +7,13 @@
 //! So a server shared by a whole test binary never outlives it, without any unsafe code.
 
 use std::{
+    collections::BTreeSet,
     ffi::OsString,
     fs,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
+    sync::{Mutex, PoisonError},
     time::Duration,
 };
 
@@ -48,12 +50,22 @@ pub fn program(name: &str, install_hint: &str) -> PathBuf {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; servers bind it right after).
+/// A free TCP port on 127.0.0.1, never handed out twice by this process, so that
+/// servers started side by side by parallel tests cannot pick the same one. (The port
+/// is free when asked; the server binds it right after, and each server's readiness
+/// check also makes sure the server answering is the one started.)
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("no free port on 127.0.0.1: {error}"))
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .unwrap_or_else(|error| panic!("no free port on 127.0.0.1: {error}"));
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running (or killed) server process.
@@ -205,7 +217,9 @@ impl Server {
     {
         let deadline = Instant::now() + limit;
         loop {
-            if ready().await {
+            // Alive before and after: an answer from another server on a port ours
+            // failed to bind does not count.
+            if self.is_alive() && ready().await && self.is_alive() {
                 return;
             }
             if !self.is_alive() {

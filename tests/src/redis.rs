@@ -81,18 +81,20 @@ impl Redis {
 
     async fn wait_until_ready(&self) {
         let url = self.url();
+        let dir = self.server.dir().display().to_string();
         self.server
             .wait_until_ready(Duration::from_secs(30), || async {
                 let Ok(client) = redis::Client::open(url.as_str()) else {
                     return false;
                 };
-                match client.get_multiplexed_async_connection().await {
-                    Ok(mut connection) => redis::cmd("PING")
-                        .query_async::<String>(&mut connection)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
+                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                // Ready, and ours: it works in our folder.
+                let mut config_get = redis::cmd("CONFIG");
+                config_get.arg("GET").arg("dir");
+                let config = config_get.query_async::<Vec<String>>(&mut connection).await;
+                config.is_ok_and(|pair| pair.get(1) == Some(&dir))
             })
             .await;
     }

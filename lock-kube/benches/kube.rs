@@ -1,0 +1,225 @@
+//! Latency and request cost of the Kubernetes Lease lock on a real kube-apiserver on
+//! loopback (the harness starts one). Prints a Markdown table.
+//!
+//! Run: `cargo bench -p lock-kube --bench kube`
+
+use std::{sync::Arc, time::Duration};
+
+use lock_core::{Backend, Lock, LockName, Take, Timing};
+use lock_kube::{KubeBackend, nodelay_client};
+use lock_tests::Kube;
+use tokio::time::{Instant, sleep};
+
+/// Latencies of one scenario.
+struct Sample(Vec<Duration>);
+
+impl Sample {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    }
+
+    fn row(&self, scenario: &str, requests: Option<f64>) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let requests = requests.map_or("–".to_owned(), |r| format!("{r:.2}"));
+        println!(
+            "| {scenario} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {requests} |",
+            self.0.len(),
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.99)),
+            ms(self.percentile(0.0)),
+            ms(self.percentile(1.0)),
+        );
+    }
+}
+
+/// Lease requests the apiserver has served, from its own metrics.
+async fn lease_requests(kube: &Kube) -> f64 {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let metrics = kube
+        .admin()
+        .await
+        .request_text(request)
+        .await
+        .expect("apiserver metrics");
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("apiserver_request_total{") && line.contains("resource=\"leases\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[derive(Clone, Copy)]
+enum ClientKind {
+    Default,
+    NoDelay,
+}
+
+async fn backend(kube: &Kube, kind: ClientKind) -> KubeBackend {
+    let config = kube.config(false).await;
+    let client = match kind {
+        ClientKind::Default => kube::Client::try_from(config).expect("a client"),
+        ClientKind::NoDelay => nodelay_client(config).expect("a client"),
+    };
+    KubeBackend::new(client, kube.namespace())
+}
+
+fn lock(backend: KubeBackend, name: &str, identity: &str, ttl: Duration) -> Lock {
+    Lock::builder(backend, name, identity)
+        .timing(Timing::new(ttl))
+        .build()
+        .expect("a valid lock")
+}
+
+fn fresh_name(scenario: &str) -> String {
+    lock_core::conformance::unique_name(scenario)
+}
+
+const TTL: Duration = Duration::from_secs(15);
+
+/// The first acquisition of a process: a new connection, a lease never seen.
+async fn first_acquire(kube: &Kube, kind: ClientKind, label: &str) {
+    let mut latencies = Vec::new();
+    let before = lease_requests(kube).await;
+    for _ in 0..20 {
+        let lock = lock(
+            backend(kube, kind).await,
+            &fresh_name("first"),
+            "bench",
+            TTL,
+        );
+        let started = Instant::now();
+        let guard = lock.acquire().await.expect("acquire");
+        latencies.push(started.elapsed());
+        guard.release().await.expect("release");
+    }
+    let requests = (lease_requests(kube).await - before) / 20.0 - 1.0; // minus the release
+    Sample(latencies).row(
+        &format!("first acquire, new connection ({label})"),
+        Some(requests),
+    );
+}
+
+/// Acquire and release on a warm connection, the lease known from our own last write.
+async fn warm_acquire(kube: &Kube, kind: ClientKind, label: &str) {
+    let lock = lock(backend(kube, kind).await, &fresh_name("warm"), "bench", TTL);
+    lock.acquire()
+        .await
+        .expect("acquire")
+        .release()
+        .await
+        .expect("release");
+    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
+    let before = lease_requests(kube).await;
+    for _ in 0..100 {
+        let started = Instant::now();
+        let guard = lock.acquire().await.expect("acquire");
+        acquires.push(started.elapsed());
+        let started = Instant::now();
+        guard.release().await.expect("release");
+        releases.push(started.elapsed());
+    }
+    let per_cycle = (lease_requests(kube).await - before) / 100.0;
+    Sample(acquires).row(&format!("acquire, warm ({label})"), Some(per_cycle - 1.0));
+    Sample(releases).row(&format!("release, warm ({label})"), Some(1.0));
+}
+
+/// Holder releases → the waiting follower holds, each on its own connection.
+async fn graceful_handover(kube: &Kube, kind: ClientKind, label: &str) {
+    let name = fresh_name("handover");
+    let holder = lock(backend(kube, kind).await, &name, "holder", TTL);
+    let follower = Arc::new(lock(backend(kube, kind).await, &name, "follower", TTL));
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let guard = holder.acquire().await.expect("holder acquires");
+        let waiting = {
+            let follower = follower.clone();
+            tokio::spawn(async move {
+                let guard = follower.acquire().await.expect("follower acquires");
+                (Instant::now(), guard)
+            })
+        };
+        sleep(Duration::from_millis(150)).await; // the follower is watching by now
+        let released_at = Instant::now();
+        guard.release().await.expect("release");
+        let (acquired_at, taken) = waiting.await.expect("follower task");
+        latencies.push(acquired_at - released_at);
+        taken.release().await.expect("release");
+    }
+    Sample(latencies).row(&format!("graceful hand-over ({label})"), None);
+}
+
+/// Holder crashes (never renews) → the follower holds; reported minus the lease duration.
+async fn crash_handover(kube: &Kube, kind: ClientKind, label: &str) {
+    let ttl = Duration::from_secs(1);
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let name = fresh_name("crash");
+        let crashed = backend(kube, kind).await;
+        let taken = crashed
+            .take(&LockName::new(&name).expect("valid"), "crashed", ttl)
+            .await;
+        assert!(matches!(taken, Ok(Take::Acquired(_))), "{taken:?}");
+        let last_write = Instant::now();
+        let guard = lock(backend(kube, kind).await, &name, "follower", ttl)
+            .acquire()
+            .await
+            .expect("acquire");
+        latencies.push(last_write.elapsed().saturating_sub(ttl));
+        guard.release().await.expect("release");
+    }
+    Sample(latencies).row(
+        &format!("crash hand-over minus lease duration ({label})"),
+        None,
+    );
+}
+
+/// Requests per second that one held lock costs with the default timing.
+async fn steady_state(kube: &Kube, kind: ClientKind) -> f64 {
+    let lock = lock(
+        backend(kube, kind).await,
+        &fresh_name("steady"),
+        "bench",
+        TTL,
+    );
+    let guard = lock.acquire().await.expect("acquire");
+    let before = lease_requests(kube).await;
+    let held = Duration::from_secs(30);
+    sleep(held).await;
+    let requests = lease_requests(kube).await - before;
+    guard.release().await.expect("release");
+    requests / held.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let kube = Kube::start().await;
+    println!(
+        "lock-kube on a real kube-apiserver v{} on 127.0.0.1, {} cores",
+        lock_tests::APISERVER_VERSION,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("| scenario | n | p50 ms | p99 ms | min ms | max ms | lease requests |");
+    println!("|---|---|---|---|---|---|---|");
+    for (kind, label) in [
+        (ClientKind::Default, "kube default client"),
+        (ClientKind::NoDelay, "nodelay_client"),
+    ] {
+        first_acquire(&kube, kind, label).await;
+        warm_acquire(&kube, kind, label).await;
+        graceful_handover(&kube, kind, label).await;
+        crash_handover(&kube, kind, label).await;
+    }
+    println!();
+    let rate = steady_state(&kube, ClientKind::NoDelay).await;
+    println!(
+        "steady state: {rate:.3} lease requests per second per held lock (TTL 15 s, renewed every 5 s)"
+    );
+}
