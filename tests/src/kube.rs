@@ -151,11 +151,12 @@ impl Kube {
         kube
     }
 
-    /// A kubeconfig file for the admin user of a local apiserver, for programs that
-    /// read one (`None` for an external cluster: use its own).
+    /// A kubeconfig file for the admin user, for programs that read one: the one named
+    /// by `LOCK_TEST_KUBECONFIG`, or one written for the local apiserver.
     pub fn kubeconfig(&self) -> Option<PathBuf> {
-        let Cluster::Local { apiserver, url, .. } = &self.cluster else {
-            return None;
+        let (apiserver, url) = match &self.cluster {
+            Cluster::Local { apiserver, url, .. } => (apiserver, url),
+            Cluster::External { kubeconfig } => return Some(kubeconfig.clone()),
         };
         let path = apiserver.dir().join("kubeconfig.yaml");
         let ca = apiserver.dir().join("ca.crt");

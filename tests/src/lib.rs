@@ -25,12 +25,14 @@
 //! | Redis 7.0 | Debian's `redis-server` | [`Redis`] |
 //! | kube-apiserver 1.20 with its own etcd | Debian's `kubernetes` source package, built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`] |
 
+mod client_go;
 mod etcd;
 mod kube;
 mod process;
 mod proxy;
 mod redis;
 
+pub use client_go::{GoContender, Term};
 pub use etcd::Etcd;
 pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
 pub use process::{Server, free_port, program};

@@ -167,6 +167,11 @@ impl Server {
         })
     }
 
+    /// Everything the server has printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The end of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
@@ -185,6 +190,11 @@ impl Server {
     /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing.
     pub fn pause(&self) {
         self.signal(Signal::SIGSTOP);
+    }
+
+    /// Asks the server to shut down gracefully (SIGTERM).
+    pub fn terminate(&self) {
+        self.signal(Signal::SIGTERM);
     }
 
     /// Thaws a paused server (SIGCONT).

@@ -1,0 +1,268 @@
+//! The lock-core primitives over etcd.
+//!
+//! A lock is a key under a prefix, attached to an etcd lease of the lock's TTL. Taking is
+//! one transaction (create the key only if it does not exist); the fencing token is the
+//! revision that created the key. Renewing keeps the etcd lease alive and confirms the key
+//! is still ours; releasing deletes the key only if it is still ours, then revokes the
+//! lease. etcd expires the key itself when the lease runs out.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use futures::StreamExt;
+use lock_core::{Backend, Changes, Error, Lease, LockInfo, LockName, Release, Renew, Result, Take};
+
+use crate::{
+    error::lock_error,
+    record::{Record, token, whole_seconds},
+};
+
+/// The key prefix used when none is given.
+pub const DEFAULT_PREFIX: &str = "locks/";
+
+/// etcd as a lock backend.
+///
+/// ```no_run
+/// use lock_core::Lock;
+/// use lock_etcd::EtcdBackend;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = etcd_client::Client::connect(["http://127.0.0.1:2379"], None).await?;
+/// let lock = Lock::new(EtcdBackend::new(client), "nightly-report", "worker-1")?;
+/// let guard = lock.acquire().await?;
+/// # drop(guard); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EtcdBackend {
+    client: Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for EtcdBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdBackend {
+    /// Locks are keys under [`DEFAULT_PREFIX`].
+    pub fn new(client: Client) -> Self {
+        Self::with_prefix(client, DEFAULT_PREFIX)
+    }
+
+    /// Locks are keys under `prefix` (e.g. `"my-app/locks/"`).
+    pub fn with_prefix(client: Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The key of lock `name`.
+    pub fn key(&self, name: &LockName) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The client, e.g. for fenced transactions.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Revokes an etcd lease we granted, best effort: if this fails, it expires by itself.
+    async fn revoke(&self, lease_id: i64) {
+        if let Err(error) = self.client.clone().lease_revoke(lease_id).await {
+            tracing::debug!(%error, lease_id, "revoking an etcd lease failed; it expires by itself");
+        }
+    }
+
+    fn info(
+        &self,
+        name: &LockName,
+        kv: &etcd_client::KeyValue,
+        expires_in: Option<Duration>,
+    ) -> Result<LockInfo> {
+        let record = Record::read(name.as_str(), kv)?;
+        Ok(LockInfo {
+            holder: record.holder,
+            token: Some(token(kv)),
+            ttl: Duration::from_millis(record.ttl_ms),
+            acquired_at: None,
+            renewed_at: None,
+            expires_in,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
+        let mut client = self.client.clone();
+        let key = self.key(name);
+        let seconds = whole_seconds(ttl);
+        let granted = client
+            .lease_grant(seconds, None)
+            .await
+            .map_err(|e| lock_error(e, "grant an etcd lease"))?;
+        if granted.ttl() != seconds {
+            self.revoke(granted.id()).await;
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "etcd granted a {} s lease for a {seconds} s TTL: its minimum lease TTL is above the lock's TTL",
+                    granted.ttl()
+                ),
+            });
+        }
+        let record = Record::new(holder, ttl).to_bytes();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                record,
+                Some(PutOptions::new().with_lease(granted.id())),
+            )])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let response = match client.txn(txn).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.revoke(granted.id()).await;
+                return Err(lock_error(error, "take the lock"));
+            }
+        };
+        if response.succeeded() {
+            let revision = response.header().map_or(0, |h| h.revision());
+            return Ok(Take::Acquired(Lease {
+                name: name.clone(),
+                holder: holder.to_owned(),
+                token: lock_core::FencingToken::new(revision.unsigned_abs()),
+                ttl,
+                revision: granted.id().unsigned_abs(),
+            }));
+        }
+        self.revoke(granted.id()).await;
+        let held = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        match held {
+            Some(kv) => Ok(Take::Held(self.info(name, &kv, None)?)),
+            // Deleted between the compare and the get: free now, try again soon.
+            None => Err(Error::transient(format!(
+                "lock {name} changed while it was taken"
+            ))),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Renew> {
+        let mut client = self.client.clone();
+        let lease_id = i64::try_from(lease.revision).unwrap_or_default();
+        let (mut keeper, mut responses) = client
+            .lease_keep_alive(lease_id)
+            .await
+            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?;
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?;
+        let alive = responses
+            .message()
+            .await
+            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?
+            .is_some_and(|response| response.ttl() > 0);
+        if !alive {
+            return Ok(Renew::NotHeld);
+        }
+        let key = self.key(&lease.name);
+        let token = i64::try_from(lease.token.get()).unwrap_or_default();
+        let ours = Txn::new().when([Compare::create_revision(
+            key.as_str(),
+            CompareOp::Equal,
+            token,
+        )]);
+        let response = client
+            .txn(ours)
+            .await
+            .map_err(|e| lock_error(e, "check the lock"))?;
+        if response.succeeded() {
+            Ok(Renew::Renewed(lease.clone()))
+        } else {
+            self.revoke(lease_id).await;
+            Ok(Renew::NotHeld)
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<Release> {
+        let mut client = self.client.clone();
+        let key = self.key(&lease.name);
+        let token = i64::try_from(lease.token.get()).unwrap_or_default();
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                token,
+            )])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        let response = client
+            .txn(txn)
+            .await
+            .map_err(|e| lock_error(e, "release the lock"))?;
+        self.revoke(i64::try_from(lease.revision).unwrap_or_default())
+            .await;
+        Ok(if response.succeeded() {
+            Release::Released
+        } else {
+            Release::NotHeld
+        })
+    }
+
+    async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
+        let mut client = self.client.clone();
+        let response = client
+            .get(self.key(name), None::<GetOptions>)
+            .await
+            .map_err(|e| lock_error(e, "read the lock"))?;
+        let Some(kv) = response.kvs().first().cloned() else {
+            return Ok(None);
+        };
+        Record::read(name.as_str(), &kv)?;
+        let remaining = client
+            .lease_time_to_live(kv.lease(), None)
+            .await
+            .map_err(|e| lock_error(e, "read the lock's etcd lease"))?
+            .ttl();
+        let expires_in = Duration::from_secs(remaining.max(0).unsigned_abs());
+        Ok(Some(self.info(name, &kv, Some(expires_in))?))
+    }
+
+    /// Watches the key; the stream ends on a watch error (e.g. after compaction) and the
+    /// waiter subscribes again.
+    async fn changes(&self, name: &LockName) -> Result<Changes> {
+        let mut client = self.client.clone();
+        let stream = client
+            .watch(self.key(name), None)
+            .await
+            .map_err(|e| lock_error(e, "watch the lock"))?;
+        let changes = futures::stream::unfold(stream, |mut stream| async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(response)) if response.canceled() => return None,
+                    Ok(Some(response)) => {
+                        let relevant = response
+                            .events()
+                            .iter()
+                            .any(|e| matches!(e.event_type(), EventType::Delete | EventType::Put));
+                        if relevant {
+                            return Some(((), stream));
+                        }
+                    }
+                    Ok(None) | Err(_) => return None,
+                }
+            }
+        });
+        Ok(changes.boxed())
+    }
+}
