@@ -13,7 +13,9 @@ use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use futures::StreamExt;
-use lock_core::{Backend, Changes, Error, Lease, LockInfo, LockName, Release, Renew, Result, Take};
+use lock_core::{
+    Backend, Changes, Error, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
+};
 
 use crate::{
     error::lock_error,
@@ -98,6 +100,47 @@ impl EtcdBackend {
     }
 }
 
+/// An etcd lease granted for a take: revoked in the background when dropped, unless the
+/// take succeeded and kept it.
+struct Granted {
+    client: Client,
+    id: i64,
+    ttl: i64,
+    kept: bool,
+}
+
+impl Granted {
+    fn new(client: Client, id: i64, ttl: i64) -> Self {
+        Self {
+            client,
+            id,
+            ttl,
+            kept: false,
+        }
+    }
+
+    fn keep(mut self) -> i64 {
+        self.kept = true;
+        self.id
+    }
+}
+
+impl Drop for Granted {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let (mut client, id) = (self.client.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = client.lease_revoke(id).await {
+                    tracing::debug!(%error, id, "revoking an unused etcd lease failed; it expires by itself");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for EtcdBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
@@ -108,42 +151,37 @@ impl Backend for EtcdBackend {
             .lease_grant(seconds, None)
             .await
             .map_err(|e| lock_error(e, "grant an etcd lease"))?;
-        if granted.ttl() != seconds {
-            self.revoke(granted.id()).await;
+        // Revoked unless kept, also if this future is dropped before it finishes.
+        let granted = Granted::new(client.clone(), granted.id(), granted.ttl());
+        if granted.ttl != seconds {
             return Err(Error::Unsupported {
                 reason: format!(
                     "etcd granted a {} s lease for a {seconds} s TTL: its minimum lease TTL is above the lock's TTL",
-                    granted.ttl()
+                    granted.ttl
                 ),
             });
         }
         let record = Record::new(holder, ttl).to_bytes();
+        let put = PutOptions::new().with_lease(granted.id);
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.as_str(),
-                record,
-                Some(PutOptions::new().with_lease(granted.id())),
-            )])
+            .and_then([TxnOp::put(key.as_str(), record, Some(put))])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = match client.txn(txn).await {
-            Ok(response) => response,
-            Err(error) => {
-                self.revoke(granted.id()).await;
-                return Err(lock_error(error, "take the lock"));
-            }
-        };
+        let response = client
+            .txn(txn)
+            .await
+            .map_err(|e| lock_error(e, "take the lock"))?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |h| h.revision());
             return Ok(Take::Acquired(Lease {
                 name: name.clone(),
                 holder: holder.to_owned(),
-                token: lock_core::FencingToken::new(revision.unsigned_abs()),
+                token: FencingToken::new(revision.unsigned_abs()),
                 ttl,
-                revision: granted.id().unsigned_abs(),
+                revision: granted.keep().unsigned_abs(),
             }));
         }
-        self.revoke(granted.id()).await;
+        drop(granted);
         let held = response.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(get) => get.kvs().first().cloned(),
             _ => None,

@@ -22,6 +22,8 @@
 
 mod backend;
 mod error;
+mod fenced;
 mod record;
 
 pub use backend::{DEFAULT_PREFIX, EtcdBackend};
+pub use fenced::{MARK_SUFFIX, fenced_put, fenced_txn};

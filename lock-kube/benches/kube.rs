@@ -7,33 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use lock_core::{Backend, Lock, LockName, Take, Timing};
 use lock_kube::{KubeBackend, nodelay_client};
-use lock_tests::Kube;
+use lock_tests::{Kube, bench::Sample};
 use tokio::time::{Instant, sleep};
-
-/// Latencies of one scenario.
-struct Sample(Vec<Duration>);
-
-impl Sample {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1]
-    }
-
-    fn row(&self, scenario: &str, requests: Option<f64>) {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let requests = requests.map_or("–".to_owned(), |r| format!("{r:.2}"));
-        println!(
-            "| {scenario} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {requests} |",
-            self.0.len(),
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.99)),
-            ms(self.percentile(0.0)),
-            ms(self.percentile(1.0)),
-        );
-    }
-}
 
 /// Lease requests the apiserver has served, from its own metrics.
 async fn lease_requests(kube: &Kube) -> f64 {
@@ -102,7 +77,7 @@ async fn first_acquire(kube: &Kube, kind: ClientKind, label: &str) {
     let requests = (lease_requests(kube).await - before) / 20.0 - 1.0; // minus the release
     Sample(latencies).row(
         &format!("first acquire, new connection ({label})"),
-        Some(requests),
+        &format!("{requests:.2}"),
     );
 }
 
@@ -126,8 +101,11 @@ async fn warm_acquire(kube: &Kube, kind: ClientKind, label: &str) {
         releases.push(started.elapsed());
     }
     let per_cycle = (lease_requests(kube).await - before) / 100.0;
-    Sample(acquires).row(&format!("acquire, warm ({label})"), Some(per_cycle - 1.0));
-    Sample(releases).row(&format!("release, warm ({label})"), Some(1.0));
+    Sample(acquires).row(
+        &format!("acquire, warm ({label})"),
+        &format!("{:.2}", per_cycle - 1.0),
+    );
+    Sample(releases).row(&format!("release, warm ({label})"), "1.00");
 }
 
 /// Holder releases → the waiting follower holds, each on its own connection.
@@ -152,7 +130,7 @@ async fn graceful_handover(kube: &Kube, kind: ClientKind, label: &str) {
         latencies.push(acquired_at - released_at);
         taken.release().await.expect("release");
     }
-    Sample(latencies).row(&format!("graceful hand-over ({label})"), None);
+    Sample(latencies).row(&format!("graceful hand-over ({label})"), "–");
 }
 
 /// Holder crashes (never renews) → the follower holds; reported minus the lease duration.
@@ -176,7 +154,7 @@ async fn crash_handover(kube: &Kube, kind: ClientKind, label: &str) {
     }
     Sample(latencies).row(
         &format!("crash hand-over minus lease duration ({label})"),
-        None,
+        "–",
     );
 }
 
@@ -206,8 +184,7 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| scenario | n | p50 ms | p99 ms | min ms | max ms | lease requests |");
-    println!("|---|---|---|---|---|---|---|");
+    Sample::header("lease requests");
     for (kind, label) in [
         (ClientKind::Default, "kube default client"),
         (ClientKind::NoDelay, "nodelay_client"),

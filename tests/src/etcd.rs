@@ -20,6 +20,13 @@ fn member_name(client_port: u16) -> String {
 }
 
 impl Etcd {
+    /// One etcd for the whole test binary, started by the first test that asks. Clients
+    /// are made per call, so each test's runtime owns its connections.
+    pub async fn shared() -> &'static Etcd {
+        static SHARED: tokio::sync::OnceCell<Etcd> = tokio::sync::OnceCell::const_new();
+        SHARED.get_or_init(Self::start).await
+    }
+
     /// Starts Debian's etcd and waits until it answers.
     pub async fn start() -> Self {
         Self::start_program(program("etcd", "apt-get install etcd-server")).await

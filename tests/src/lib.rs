@@ -25,6 +25,7 @@
 //! | Redis 7.0 | Debian's `redis-server` | [`Redis`] |
 //! | kube-apiserver 1.20 with its own etcd | Debian's `kubernetes` source package, built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`] |
 
+pub mod bench;
 mod client_go;
 mod etcd;
 mod kube;

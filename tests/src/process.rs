@@ -124,7 +124,7 @@ impl Server {
             .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start bash to run {}: {error}", self.name));
         let pipe = wrapper.stdin.take().expect("stdin is piped");

@@ -1,0 +1,261 @@
+//! etcd-specific behaviour, on a real etcd (and a proxy in front of it).
+
+use std::time::Duration;
+
+use etcd_client::{GetOptions, PutOptions, TxnOp};
+use lock_core::{
+    Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
+};
+use lock_etcd::{EtcdBackend, fenced_put, fenced_txn};
+use lock_tests::{Etcd, Proxy};
+use tokio::time::{Instant, sleep};
+
+const TTL: Duration = Duration::from_secs(3);
+
+fn lock(backend: EtcdBackend, name: &str, identity: &str) -> Lock {
+    Lock::builder(backend, name, identity)
+        .timing(Timing::new(TTL))
+        .build()
+        .expect("a valid lock")
+}
+
+async fn connect(port: u16) -> etcd_client::Client {
+    etcd_client::Client::connect([format!("http://127.0.0.1:{port}")], None)
+        .await
+        .expect("connect to etcd")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_keep_growing_when_etcd_restarts_on_its_data() {
+    let mut etcd = Etcd::start().await;
+    let name = unique_name("restart");
+    let before = lock(EtcdBackend::new(etcd.client().await), &name, "a")
+        .acquire()
+        .await
+        .expect("acquire");
+    let t1 = before.token();
+    before.release().await.expect("release");
+
+    etcd.kill();
+    etcd.restart().await;
+    let after = lock(EtcdBackend::new(etcd.client().await), &name, "a")
+        .acquire()
+        .await
+        .expect("acquire after restart");
+    assert!(after.token() > t1, "token {} after {t1}", after.token());
+    after.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_etcd_reports_lost_before_its_key_expires() {
+    let etcd = Etcd::start().await;
+    let proxy = Proxy::to_port(etcd.port()).await;
+    let name = unique_name("partition");
+    let holder = lock(
+        EtcdBackend::new(connect(proxy.port()).await),
+        &name,
+        "holder",
+    );
+    let observer = EtcdBackend::new(etcd.client().await);
+    let key = observer.key(&LockName::new(&name).expect("valid"));
+
+    let guard = holder.acquire().await.expect("acquire");
+    proxy.blackhole();
+    assert_eq!(guard.lost().await, LossReason::Expired);
+    let still_there = etcd
+        .client()
+        .await
+        .get(key.as_str(), None)
+        .await
+        .expect("get")
+        .kvs()
+        .len();
+    assert_eq!(
+        still_there, 1,
+        "the key must still exist on the server when the holder gives up"
+    );
+
+    let lost_at = Instant::now();
+    let mut client = etcd.client().await;
+    while !client
+        .get(key.as_str(), None)
+        .await
+        .expect("get")
+        .kvs()
+        .is_empty()
+    {
+        assert!(lost_at.elapsed() < TTL * 2, "the key never expired");
+        sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "the key expired {:?} after the holder reported the loss",
+        lost_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_acquires_leave_no_keys_or_leases() {
+    let etcd = Etcd::start().await;
+    let name = unique_name("dropped");
+    let backend = EtcdBackend::new(etcd.client().await);
+    let holder = lock(backend.clone(), &name, "holder");
+    let dropper = lock(backend.clone(), &name, "dropper");
+
+    let guard = holder.acquire().await.expect("acquire");
+    for steps in 0..12 {
+        let mut acquiring = std::pin::pin!(dropper.acquire());
+        for _ in 0..steps {
+            let _ = futures::poll!(&mut acquiring);
+            tokio::task::yield_now().await;
+        }
+    }
+    guard.release().await.expect("release");
+    for steps in 0..12 {
+        // On a free lock, dropped at every step, including after success.
+        let mut acquiring = std::pin::pin!(dropper.acquire());
+        for _ in 0..steps {
+            if futures::poll!(&mut acquiring).is_ready() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    let mut client = etcd.client().await;
+    let started = Instant::now();
+    loop {
+        let keys = client
+            .get("", Some(GetOptions::new().with_all_keys()))
+            .await
+            .expect("list keys")
+            .kvs()
+            .len();
+        let leases = client.leases().await.expect("list leases").leases().len();
+        if keys == 0 && leases == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{keys} keys and {leases} leases left behind"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_transaction_rejects_a_former_holders_write() {
+    let etcd = Etcd::shared().await;
+    let name = unique_name("fenced");
+    let backend = EtcdBackend::new(etcd.client().await);
+    let lock_name = LockName::new(&name).expect("valid");
+
+    let former = lock(backend.clone(), &name, "former")
+        .acquire()
+        .await
+        .expect("acquire");
+    let stale_token = former.token();
+    former.release().await.expect("release");
+    let current = lock(backend.clone(), &name, "current")
+        .acquire()
+        .await
+        .expect("acquire");
+
+    let write = |value: &'static str| vec![TxnOp::put(format!("{name}/data"), value, None)];
+    match fenced_txn(&backend, &lock_name, stale_token, write("stale")).await {
+        Err(Error::StaleToken {
+            presented,
+            current: now,
+        }) => {
+            assert_eq!((presented, now), (stale_token, current.token()));
+        }
+        other => panic!("expected StaleToken, got {other:?}"),
+    }
+    fenced_txn(&backend, &lock_name, current.token(), write("fresh"))
+        .await
+        .expect("the holder writes");
+    let data = etcd
+        .client()
+        .await
+        .get(format!("{name}/data"), None)
+        .await
+        .expect("get");
+    assert_eq!(data.kvs().first().map(|kv| kv.value()), Some(&b"fresh"[..]));
+    current.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_put_compares_and_raises_a_high_water_mark() {
+    let mut client = Etcd::shared().await.client().await;
+    let key = unique_name("store");
+    fenced_put(&client, &key, "from 20", FencingToken::new(20))
+        .await
+        .expect("first write");
+    fenced_put(&client, &key, "from 20 again", FencingToken::new(20))
+        .await
+        .expect("same token again");
+    match fenced_put(&client, &key, "from 9", FencingToken::new(9)).await {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented.get(), current.get()), (9, 20))
+        }
+        other => panic!("expected StaleToken, got {other:?}"),
+    }
+    fenced_put(&client, &key, "from 100", FencingToken::new(100))
+        .await
+        .expect("a newer token");
+    let value = client.get(key.as_str(), None).await.expect("get");
+    assert_eq!(
+        value.kvs().first().map(|kv| kv.value()),
+        Some(&b"from 100"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_not_written_by_us_at_the_lock_key_is_reported_and_never_taken() {
+    let mut client = Etcd::shared().await.client().await;
+    let backend = EtcdBackend::new(client.clone());
+    for (case, leased) in [("foreign-value", true), ("no-lease", false)] {
+        let name = unique_name(case);
+        let key = backend.key(&LockName::new(&name).expect("valid"));
+        let value = if leased {
+            "not a lock".to_owned()
+        } else {
+            r#"{"lock-etcd":1,"holder":"x","ttl_ms":3000}"#.to_owned()
+        };
+        let options = if leased {
+            let lease = client.lease_grant(60, None).await.expect("grant");
+            Some(PutOptions::new().with_lease(lease.id()))
+        } else {
+            None
+        };
+        client
+            .put(key.as_str(), value.as_str(), options)
+            .await
+            .expect("a foreign write");
+        let lock = lock(backend.clone(), &name, "pod");
+        assert!(
+            matches!(lock.try_acquire().await, Err(Error::Malformed { .. })),
+            "{case}"
+        );
+        let after = client.get(key.as_str(), None).await.expect("get");
+        assert_eq!(
+            after.kvs().first().map(|kv| kv.value()),
+            Some(value.as_bytes()),
+            "{case}: never overwritten"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_below_etcds_minimum_lease_ttl_is_a_typed_error() {
+    let backend = EtcdBackend::new(Etcd::shared().await.client().await);
+    let lock = Lock::builder(backend, unique_name("short"), "pod")
+        .timing(Timing::new(Duration::from_secs(1)))
+        .build()
+        .expect("valid for lock-core");
+    match lock.try_acquire().await {
+        Err(Error::Unsupported { reason }) => {
+            assert!(reason.contains("minimum lease TTL"), "{reason}")
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
