@@ -17,8 +17,42 @@
 //! (whole seconds, rounded up). etcd deletes the key when the lease expires. The fencing
 //! token is the key's `create_revision`: etcd's one global, Raft-ordered revision
 //! counter, so tokens grow across every acquisition and survive a restart of the server
-//! on its data. TLS, authentication, several endpoints and timeouts are options of
-//! `etcd_client::ConnectOptions`.
+//! on its data.
+//!
+//! # In production
+//!
+//! Several endpoints, TLS, user/password authentication and timeouts are options of the
+//! `etcd_client::Client` you give the backend:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use etcd_client::{Certificate, ConnectOptions, TlsOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = ConnectOptions::new()
+//!     .with_user("controller", std::env::var("ETCD_PASSWORD")?)
+//!     .with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(std::fs::read("ca.pem")?)))
+//!     .with_connect_timeout(Duration::from_secs(2))
+//!     .with_timeout(Duration::from_secs(5));
+//! let endpoints = ["https://etcd-0:2379", "https://etcd-1:2379", "https://etcd-2:2379"];
+//! let client = etcd_client::Client::connect(endpoints, Some(options)).await?;
+//! let backend = lock_etcd::EtcdBackend::with_prefix(client, "my-app/locks/");
+//! # drop(backend); Ok(()) }
+//! ```
+//!
+//! The lock's TTL must be at least etcd's minimum lease TTL (2 s with etcd's default
+//! heartbeat and election timeout); a shorter one is an [`Unsupported`] error rather
+//! than a silently longer lease.
+//!
+//! # Fenced writes
+//!
+//! [`fenced_txn`] runs your operations in a transaction guarded by the lock key's
+//! `create_revision`, atomic with ownership. [`fenced_put`] compares and raises a
+//! per-key high-water mark, for stores written outside the lock's lifetime. A stale token
+//! gets [`StaleToken`].
+//!
+//! [`Unsupported`]: lock_core::Error::Unsupported
+//! [`StaleToken`]: lock_core::Error::StaleToken
 
 mod backend;
 mod error;

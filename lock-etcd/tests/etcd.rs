@@ -259,3 +259,61 @@ async fn a_ttl_below_etcds_minimum_lease_ttl_is_a_typed_error() {
         other => panic!("expected Unsupported, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_authentication_works_and_no_credentials_is_a_permanent_error() {
+    let etcd = Etcd::start().await;
+    let mut admin = etcd.client().await;
+    admin
+        .user_add("root", "secret", None)
+        .await
+        .expect("add root");
+    admin
+        .user_grant_role("root", "root")
+        .await
+        .expect("grant root");
+    admin.auth_enable().await.expect("enable auth");
+
+    let options = etcd_client::ConnectOptions::new().with_user("root", "secret");
+    let authenticated = etcd_client::Client::connect([etcd.url()], Some(options))
+        .await
+        .expect("connect as root");
+    let guard = lock(EtcdBackend::new(authenticated), &unique_name("auth"), "pod")
+        .acquire()
+        .await
+        .expect("acquire");
+    guard.release().await.expect("release");
+
+    let anonymous = etcd.client().await;
+    match lock(
+        EtcdBackend::new(anonymous),
+        &unique_name("anonymous"),
+        "pod",
+    )
+    .try_acquire()
+    .await
+    {
+        Err(Error::Backend {
+            transient: false,
+            source,
+        }) => println!("without credentials: {source}"),
+        other => panic!("expected a permanent backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_etcd_is_a_transient_error() {
+    let mut etcd = Etcd::start().await;
+    let backend = EtcdBackend::new(etcd.client().await);
+    etcd.kill();
+    match lock(backend, &unique_name("unreachable"), "pod")
+        .try_acquire()
+        .await
+    {
+        Err(Error::Backend {
+            transient: true,
+            source,
+        }) => println!("unreachable: {source}"),
+        other => panic!("expected a transient backend error, got {other:?}"),
+    }
+}

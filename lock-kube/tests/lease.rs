@@ -365,3 +365,67 @@ async fn a_fenced_write_with_an_older_token_is_rejected_after_a_newer_one_was_ac
         .await
         .expect("a newer token writes");
 }
+
+#[tokio::test]
+async fn trusting_renew_time_takes_a_long_abandoned_lease_at_once() {
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp};
+
+    let name = unique_name("abandoned");
+    let long_ago = Timestamp::from_second(Timestamp::now().as_second() - 60).expect("a time");
+    let abandoned = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("ghost".into()),
+            lease_duration_seconds: Some(3),
+            acquire_time: Some(MicroTime(long_ago)),
+            renew_time: Some(MicroTime(long_ago)),
+            ..LeaseSpec::default()
+        }),
+    };
+    leases()
+        .await
+        .create(&PostParams::default(), &abandoned)
+        .await
+        .expect("an abandoned lease");
+
+    // By default a fresh process waits one lease duration of its own observation.
+    assert!(matches!(
+        lock(backend().await, &name, "pod").try_acquire().await,
+        Err(Error::Held(_))
+    ));
+    // Trusting renewTime within 1 s of skew, it sees the lease expired a minute ago.
+    let kube = Kube::shared().await;
+    let trusting = KubeBackend::trusting_renew_time(
+        kube.admin().await,
+        kube.namespace(),
+        Duration::from_secs(1),
+    );
+    let guard = lock(trusting, &name, "pod")
+        .try_acquire()
+        .await
+        .expect("taken at once");
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn an_unreachable_apiserver_is_a_transient_error() {
+    let config = kube::Config::new("https://127.0.0.1:1".parse().expect("a URL"));
+    let client = kube::Client::try_from(config).expect("a client");
+    match lock(
+        KubeBackend::new(client, "default"),
+        &unique_name("unreachable"),
+        "pod",
+    )
+    .try_acquire()
+    .await
+    {
+        Err(Error::Backend {
+            transient: true,
+            source,
+        }) => println!("unreachable: {source}"),
+        other => panic!("expected a transient backend error, got {other:?}"),
+    }
+}
