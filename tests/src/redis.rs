@@ -37,6 +37,12 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// One Redis for the whole test binary, started by the first test that asks.
+    pub async fn shared() -> &'static Redis {
+        static SHARED: tokio::sync::OnceCell<Redis> = tokio::sync::OnceCell::const_new();
+        SHARED.get_or_init(Self::start).await
+    }
+
     /// Starts Redis without persistence and waits until it answers.
     pub async fn start() -> Self {
         Self::start_with(Persistence::None).await

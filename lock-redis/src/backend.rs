@@ -1,0 +1,237 @@
+//! The lock-core primitives over Redis: one Lua script each.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lock_core::{
+    Backend, Changes, Error, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
+};
+use redis::{Client, aio::ConnectionManager};
+
+use crate::{error::lock_error, scripts};
+
+/// The key prefix used when none is given.
+pub const DEFAULT_PREFIX: &str = "locks:";
+
+/// Redis as a lock backend, over a connection manager that reconnects.
+///
+/// ```no_run
+/// use lock_core::Lock;
+/// use lock_redis::RedisBackend;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379/0").await?;
+/// let lock = Lock::new(backend, "nightly-report", "worker-1")?;
+/// let guard = lock.acquire().await?;
+/// # drop(guard); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    client: Client,
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one lock: they share the hash tag `{name}`, so one Redis Cluster node
+/// holds them all.
+pub(crate) struct Keys {
+    pub lock: String,
+    pub counter: String,
+    pub channel: String,
+}
+
+impl RedisBackend {
+    /// Connects to `url` (`redis://` or `rediss://` for TLS; user, password and database
+    /// index in the URL, e.g. `redis://user:password@host:6379/2`), with keys under
+    /// [`DEFAULT_PREFIX`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| lock_error(e, url, "parse the Redis URL"))?;
+        Self::from_client(client, DEFAULT_PREFIX).await
+    }
+
+    /// Uses `client`, with keys under `prefix`.
+    pub async fn from_client(client: Client, prefix: &str) -> Result<Self> {
+        let connection = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| lock_error(e, "", "connect to Redis"))?;
+        Ok(Self {
+            client,
+            connection,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The keys of lock `name`.
+    pub(crate) fn keys(&self, name: &LockName) -> Keys {
+        let lock = format!("{}{{{name}}}", self.prefix);
+        Keys {
+            counter: format!("{lock}:token"),
+            channel: format!("{lock}:changes"),
+            lock,
+        }
+    }
+
+    /// The key that holds lock `name`.
+    pub fn lock_key(&self, name: &LockName) -> String {
+        self.keys(name).lock
+    }
+
+    /// A connection to the same server, e.g. for fenced writes.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}
+
+/// The prefix of the value written by the acquisition that got `token`.
+fn acquisition(token: FencingToken) -> String {
+    format!("v1:{token}:")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Reads a lock value, `v1:<token>:<ttl_ms>:<holder>`.
+fn info(name: &LockName, value: &str, pttl: i64) -> Result<LockInfo> {
+    let malformed = || Error::Malformed {
+        name: name.to_string(),
+        reason: format!("the value at the lock's key was not written by lock-redis: {value:?}"),
+    };
+    let mut parts = value.splitn(4, ':');
+    let (Some("v1"), Some(token), Some(ttl), Some(holder)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let token = token.parse::<u64>().map_err(|_| malformed())?;
+    let ttl = ttl.parse::<u64>().map_err(|_| malformed())?;
+    Ok(LockInfo {
+        holder: holder.to_owned(),
+        token: Some(FencingToken::new(token)),
+        ttl: Duration::from_millis(ttl),
+        acquired_at: None,
+        renewed_at: None,
+        // PTTL is -1 for a key without expiry: someone else's key, but say "held".
+        expires_in: u64::try_from(pttl).ok().map(Duration::from_millis),
+    })
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
+        let keys = self.keys(name);
+        let (taken, value, pttl): (i64, String, i64) = scripts::ACQUIRE
+            .key(&keys.lock)
+            .key(&keys.counter)
+            .arg(millis(ttl))
+            .arg(holder)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "take the lock"))?;
+        if taken == 0 {
+            return Ok(Take::Held(info(name, &value, pttl)?));
+        }
+        let token = value.parse::<u64>().map_err(|_| Error::Malformed {
+            name: name.to_string(),
+            reason: format!("the token counter gave {value:?}"),
+        })?;
+        Ok(Take::Acquired(Lease {
+            name: name.clone(),
+            holder: holder.to_owned(),
+            token: FencingToken::new(token),
+            ttl,
+            revision: token,
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Renew> {
+        let renewed: i64 = scripts::RENEW
+            .key(self.keys(&lease.name).lock)
+            .arg(acquisition(lease.token))
+            .arg(millis(lease.ttl))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, lease.name.as_str(), "renew the lock"))?;
+        Ok(if renewed == 1 {
+            Renew::Renewed(lease.clone())
+        } else {
+            Renew::NotHeld
+        })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<Release> {
+        let keys = self.keys(&lease.name);
+        let released: i64 = scripts::RELEASE
+            .key(&keys.lock)
+            .key(&keys.channel)
+            .arg(acquisition(lease.token))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, lease.name.as_str(), "release the lock"))?;
+        Ok(if released == 1 {
+            Release::Released
+        } else {
+            Release::NotHeld
+        })
+    }
+
+    async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
+        let (held, value, pttl): (i64, String, i64) = scripts::DESCRIBE
+            .key(self.keys(name).lock)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "read the lock"))?;
+        if held == 0 {
+            return Ok(None);
+        }
+        info(name, &value, pttl).map(Some)
+    }
+
+    /// Subscribes to the lock's channel, where releases are published. Expiry needs no
+    /// message: a waiter wakes when the holder's remaining TTL runs out.
+    async fn changes(&self, name: &LockName) -> Result<Changes> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "subscribe to the lock's channel"))?;
+        pubsub
+            .subscribe(self.keys(name).channel)
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "subscribe to the lock's channel"))?;
+        Ok(pubsub.into_on_message().map(|_| ()).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_values_are_read_and_foreign_values_rejected() {
+        let name = LockName::new("l").expect("valid");
+        let held = info(&name, "v1:42:3000:pod:a", 1500).expect("ours");
+        assert_eq!(held.holder, "pod:a");
+        assert_eq!(held.token, Some(FencingToken::new(42)));
+        assert_eq!(held.ttl, Duration::from_secs(3));
+        assert_eq!(held.expires_in, Some(Duration::from_millis(1500)));
+        for foreign in ["", "hello", "v1:x:3000:a", "v1:1:x:a", "v2:1:1:a", "v1:1:1"] {
+            assert!(
+                matches!(info(&name, foreign, 10), Err(Error::Malformed { .. })),
+                "{foreign:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The Lua scripts: each one atomic step on the server.
+//!
+//! A lock's value is `v1:<token>:<ttl_ms>:<holder>`; a script recognises its own
+//! acquisition by the prefix `v1:<token>:`. Keys of one lock share a hash tag, so the
+//! scripts also run on Redis Cluster.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Takes the lock if it is free. The token is `max(counter + 1, server time in µs)`,
+/// stored back in the counter key (which has no TTL), so tokens grow even after a
+/// restart that lost the counter, unless the server clock is set back.
+///
+/// KEYS: lock, counter. ARGV: ttl in ms, holder.
+/// Returns `{1, token, 0}` when taken, `{0, value, pttl}` when held.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  return {0, held, redis.call('PTTL', KEYS[1])}
+end
+local counter = redis.call('GET', KEYS[2])
+if counter and not tonumber(counter) then
+  return redis.error_reply('LOCK_MALFORMED the token counter is not a number: ' .. counter)
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local token = math.max(tonumber(counter or '0') + 1, now)
+local text = string.format('%.0f', token)
+redis.call('SET', KEYS[2], text)
+redis.call('SET', KEYS[1], 'v1:' .. text .. ':' .. ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[1])
+return {1, text, 0}
+",
+    )
+});
+
+/// Extends the lock by its TTL if it is still our acquisition.
+///
+/// KEYS: lock. ARGV: `v1:<token>:`, ttl in ms. Returns 1 if renewed, 0 if not ours.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+/// Deletes the lock if it is still our acquisition, and tells the waiters.
+///
+/// KEYS: lock, channel. ARGV: `v1:<token>:`. Returns 1 if released, 0 if not ours.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[2], 'released')
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// The lock's value and remaining time, read together.
+///
+/// KEYS: lock. Returns `{1, value, pttl}`, or `{0, '', 0}` if free.
+pub(crate) static DESCRIBE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  return {0, '', 0}
+end
+return {1, held, redis.call('PTTL', KEYS[1])}
+",
+    )
+});
+
+/// Sets a key only if the presented token is not below the key's high-water mark, and
+/// raises the mark in the same step. Tokens are compared as 20 zero-padded digits.
+///
+/// KEYS: key, mark. ARGV: value, token (padded). Returns `{1, mark}` when written,
+/// `{0, mark}` when the token is stale.
+pub(crate) static FENCED_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local mark = redis.call('GET', KEYS[2])
+if mark and ARGV[2] < mark then
+  return {0, mark}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return {1, ARGV[2]}
+",
+    )
+});
