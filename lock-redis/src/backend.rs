@@ -1,6 +1,6 @@
 //! The lock-core primitives over Redis: one Lua script each.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -8,8 +8,9 @@ use lock_core::{
     Backend, Changes, Error, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
 };
 use redis::{Client, aio::ConnectionManager};
+use tokio::sync::broadcast;
 
-use crate::{error::lock_error, scripts};
+use crate::{error::lock_error, scripts, subscriber::Subscriber};
 
 /// The key prefix used when none is given.
 pub const DEFAULT_PREFIX: &str = "locks:";
@@ -30,6 +31,7 @@ pub const DEFAULT_PREFIX: &str = "locks:";
 pub struct RedisBackend {
     client: Client,
     connection: ConnectionManager,
+    subscriber: Arc<Subscriber>,
     prefix: String,
 }
 
@@ -67,6 +69,7 @@ impl RedisBackend {
         Ok(Self {
             client,
             connection,
+            subscriber: Arc::default(),
             prefix: prefix.to_owned(),
         })
     }
@@ -199,19 +202,21 @@ impl Backend for RedisBackend {
         info(name, &value, pttl).map(Some)
     }
 
-    /// Subscribes to the lock's channel, where releases are published. Expiry needs no
-    /// message: a waiter wakes when the holder's remaining TTL runs out.
+    /// Listens on the lock's channel, where releases are published, over the backend's
+    /// one shared subscriber connection. Expiry needs no message: a waiter wakes when
+    /// the holder's remaining TTL runs out.
     async fn changes(&self, name: &LockName) -> Result<Changes> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| lock_error(e, name.as_str(), "subscribe to the lock's channel"))?;
-        pubsub
-            .subscribe(self.keys(name).channel)
-            .await
-            .map_err(|e| lock_error(e, name.as_str(), "subscribe to the lock's channel"))?;
-        Ok(pubsub.into_on_message().map(|_| ()).boxed())
+        let receiver = self
+            .subscriber
+            .subscribe(&self.client, &self.keys(name).channel, name.as_str())
+            .await?;
+        let messages = futures::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), receiver)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(messages.boxed())
     }
 }
 

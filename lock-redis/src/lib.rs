@@ -38,6 +38,7 @@ mod backend;
 mod error;
 mod fenced;
 mod scripts;
+mod subscriber;
 
 pub use backend::{DEFAULT_PREFIX, RedisBackend};
 pub use fenced::{MARK_SUFFIX, fenced_set};
