@@ -1,27 +1,26 @@
 //! Latency and throughput of the etcd lock on a real etcd on loopback (the harness
-//! starts one), side by side with etcd's own Lock RPC. Prints a Markdown table.
+//! starts one), side by side with etcd's own Lock RPC. Prints Markdown tables.
 //!
 //! Run: `cargo bench -p lock-etcd --bench etcd`
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use etcd_client::LockOptions;
 use lock_core::{Lock, Timing};
 use lock_etcd::EtcdBackend;
-use lock_tests::{Etcd, bench::Sample};
-use tokio::time::{Instant, sleep};
+use lock_tests::{
+    Etcd,
+    bench::{
+        Cycle, Sample, acquire_release, graceful_handover, lock_cycle, throughput, throughput_table,
+    },
+};
 
 const TTL: Duration = Duration::from_secs(10);
 const CONTENDERS: usize = 8;
 const THROUGHPUT_RUN: Duration = Duration::from_secs(5);
 
-fn lock(backend: EtcdBackend, name: &str, identity: &str) -> Lock {
+async fn lock(etcd: &Etcd, name: &str, identity: &str) -> Lock {
+    let backend = EtcdBackend::new(etcd.client().await);
     Lock::builder(backend, name, identity)
         .timing(Timing::new(TTL))
         .build()
@@ -32,111 +31,21 @@ fn fresh_name(scenario: &str) -> String {
     lock_core::conformance::unique_name(scenario)
 }
 
-async fn uncontended(etcd: &Etcd) {
-    let lock = lock(
-        EtcdBackend::new(etcd.client().await),
-        &fresh_name("uncontended"),
-        "bench",
-    );
-    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
-    for _ in 0..100 {
-        let started = Instant::now();
-        let guard = lock.acquire().await.expect("acquire");
-        acquires.push(started.elapsed());
-        let started = Instant::now();
-        guard.release().await.expect("release");
-        releases.push(started.elapsed());
-    }
-    Sample(acquires).row("acquire, uncontended", "–");
-    Sample(releases).row("release", "–");
-}
-
-async fn graceful_handover(etcd: &Etcd) {
-    let name = fresh_name("handover");
-    let holder = lock(EtcdBackend::new(etcd.client().await), &name, "holder");
-    let follower = Arc::new(lock(
-        EtcdBackend::new(etcd.client().await),
-        &name,
-        "follower",
-    ));
-    let mut latencies = Vec::new();
-    for _ in 0..50 {
-        let guard = holder.acquire().await.expect("holder acquires");
-        let waiting = {
-            let follower = follower.clone();
-            tokio::spawn(async move {
-                let guard = follower.acquire().await.expect("follower acquires");
-                (Instant::now(), guard)
-            })
-        };
-        sleep(Duration::from_millis(100)).await; // the follower is watching by now
-        let released_at = Instant::now();
-        guard.release().await.expect("release");
-        let (acquired_at, taken) = waiting.await.expect("follower task");
-        latencies.push(acquired_at - released_at);
-        taken.release().await.expect("release");
-    }
-    Sample(latencies).row("graceful hand-over", "–");
-}
-
-/// Lock/unlock cycles per second of 8 contenders on one lock, each on its own client.
-async fn throughput_ours(etcd: &Etcd) -> f64 {
-    let name = fresh_name("throughput");
-    let cycles = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + THROUGHPUT_RUN;
-    let mut tasks = Vec::new();
-    for i in 0..CONTENDERS {
-        let lock = lock(
-            EtcdBackend::new(etcd.client().await),
-            &name,
-            &format!("contender-{i}"),
-        );
-        let cycles = cycles.clone();
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let guard = lock.acquire().await.expect("acquire");
-                guard.release().await.expect("release");
-                cycles.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("contender");
-    }
-    cycles.load(Ordering::Relaxed) as f64 / THROUGHPUT_RUN.as_secs_f64()
-}
-
-/// The same with etcd's own Lock RPC (etcd-client's lock client), each contender with
-/// its own etcd lease.
-async fn throughput_etcd_lock(etcd: &Etcd) -> f64 {
-    let name = fresh_name("etcd-lock");
-    let cycles = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + THROUGHPUT_RUN;
-    let mut tasks = Vec::new();
-    for _ in 0..CONTENDERS {
-        let mut client = etcd.client().await;
-        let lease = client
-            .lease_grant(TTL.as_secs() as i64 * 3, None)
-            .await
-            .expect("grant")
-            .id();
-        let (name, cycles) = (name.clone(), cycles.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let locked = client
-                    .lock(name.as_str(), Some(LockOptions::new().with_lease(lease)))
-                    .await
-                    .expect("lock");
-                client.unlock(locked.key()).await.expect("unlock");
-                cycles.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = client.lease_revoke(lease).await;
-        }));
-    }
-    for task in tasks {
-        task.await.expect("contender");
-    }
-    cycles.load(Ordering::Relaxed) as f64 / THROUGHPUT_RUN.as_secs_f64()
+/// A contender on etcd's own Lock RPC, with an etcd lease of its own.
+async fn etcd_lock_cycle(etcd: &Etcd, name: &str) -> Cycle {
+    let mut client = etcd.client().await;
+    let lease = client.lease_grant(60, None).await.expect("grant").id();
+    let name = name.to_owned();
+    Box::new(move || {
+        let (mut client, name) = (client.clone(), name.clone());
+        Box::pin(async move {
+            let locked = client
+                .lock(name.as_str(), Some(LockOptions::new().with_lease(lease)))
+                .await
+                .expect("lock");
+            client.unlock(locked.key()).await.expect("unlock");
+        })
+    })
 }
 
 #[tokio::main]
@@ -148,14 +57,38 @@ async fn main() {
     );
     println!();
     Sample::header("note");
-    uncontended(&etcd).await;
-    graceful_handover(&etcd).await;
+    let (acquires, releases) =
+        acquire_release(&lock(&etcd, &fresh_name("uncontended"), "bench").await, 100).await;
+    acquires.row("acquire, uncontended", "lease grant + txn");
+    releases.row("release", "txn + lease revoke");
+    let name = fresh_name("handover");
+    let (holder, follower) = (
+        lock(&etcd, &name, "holder").await,
+        lock(&etcd, &name, "follower").await,
+    );
+    graceful_handover(&holder, &follower, 50)
+        .await
+        .row("graceful hand-over", "watch");
     println!();
-    let ours = throughput_ours(&etcd).await;
-    let theirs = throughput_etcd_lock(&etcd).await;
-    println!("| contended throughput, {CONTENDERS} contenders, {THROUGHPUT_RUN:?} | cycles/s |");
-    println!("|---|---|");
-    println!("| lock-etcd (with fencing tokens) | {ours:.0} |");
-    println!("| etcd Lock RPC (etcd-client) | {theirs:.0} |");
-    println!("| ratio ours / etcd Lock RPC | {:.2} |", ours / theirs);
+
+    let name = fresh_name("throughput");
+    let mut ours = Vec::new();
+    for i in 0..CONTENDERS {
+        ours.push(lock_cycle(
+            lock(&etcd, &name, &format!("contender-{i}")).await,
+        ));
+    }
+    let ours = throughput(ours, THROUGHPUT_RUN).await;
+    let name = fresh_name("etcd-lock");
+    let mut theirs = Vec::new();
+    for _ in 0..CONTENDERS {
+        theirs.push(etcd_lock_cycle(&etcd, &name).await);
+    }
+    let theirs = throughput(theirs, THROUGHPUT_RUN).await;
+    throughput_table(
+        CONTENDERS,
+        THROUGHPUT_RUN,
+        ("lock-etcd (with fencing tokens)", ours),
+        ("etcd Lock RPC", theirs),
+    );
 }

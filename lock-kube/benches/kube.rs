@@ -3,11 +3,14 @@
 //!
 //! Run: `cargo bench -p lock-kube --bench kube`
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use lock_core::{Backend, Lock, LockName, Take, Timing};
 use lock_kube::{KubeBackend, nodelay_client};
-use lock_tests::{Kube, bench::Sample};
+use lock_tests::{
+    Kube,
+    bench::{Sample, acquire_release, graceful_handover},
+};
 use tokio::time::{Instant, sleep};
 
 /// Lease requests the apiserver has served, from its own metrics.
@@ -90,47 +93,24 @@ async fn warm_acquire(kube: &Kube, kind: ClientKind, label: &str) {
         .release()
         .await
         .expect("release");
-    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
     let before = lease_requests(kube).await;
-    for _ in 0..100 {
-        let started = Instant::now();
-        let guard = lock.acquire().await.expect("acquire");
-        acquires.push(started.elapsed());
-        let started = Instant::now();
-        guard.release().await.expect("release");
-        releases.push(started.elapsed());
-    }
+    let (acquires, releases) = acquire_release(&lock, 100).await;
     let per_cycle = (lease_requests(kube).await - before) / 100.0;
-    Sample(acquires).row(
+    acquires.row(
         &format!("acquire, warm ({label})"),
         &format!("{:.2}", per_cycle - 1.0),
     );
-    Sample(releases).row(&format!("release, warm ({label})"), "1.00");
+    releases.row(&format!("release, warm ({label})"), "1.00");
 }
 
 /// Holder releases → the waiting follower holds, each on its own connection.
-async fn graceful_handover(kube: &Kube, kind: ClientKind, label: &str) {
+async fn handover(kube: &Kube, kind: ClientKind, label: &str) {
     let name = fresh_name("handover");
     let holder = lock(backend(kube, kind).await, &name, "holder", TTL);
-    let follower = Arc::new(lock(backend(kube, kind).await, &name, "follower", TTL));
-    let mut latencies = Vec::new();
-    for _ in 0..50 {
-        let guard = holder.acquire().await.expect("holder acquires");
-        let waiting = {
-            let follower = follower.clone();
-            tokio::spawn(async move {
-                let guard = follower.acquire().await.expect("follower acquires");
-                (Instant::now(), guard)
-            })
-        };
-        sleep(Duration::from_millis(150)).await; // the follower is watching by now
-        let released_at = Instant::now();
-        guard.release().await.expect("release");
-        let (acquired_at, taken) = waiting.await.expect("follower task");
-        latencies.push(acquired_at - released_at);
-        taken.release().await.expect("release");
-    }
-    Sample(latencies).row(&format!("graceful hand-over ({label})"), "–");
+    let follower = lock(backend(kube, kind).await, &name, "follower", TTL);
+    graceful_handover(&holder, &follower, 50)
+        .await
+        .row(&format!("graceful hand-over ({label})"), "–");
 }
 
 /// Holder crashes (never renews) → the follower holds; reported minus the lease duration.
@@ -191,7 +171,7 @@ async fn main() {
     ] {
         first_acquire(&kube, kind, label).await;
         warm_acquire(&kube, kind, label).await;
-        graceful_handover(&kube, kind, label).await;
+        handover(&kube, kind, label).await;
         crash_handover(&kube, kind, label).await;
     }
     println!();

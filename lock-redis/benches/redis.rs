@@ -3,13 +3,18 @@
 //!
 //! Run: `cargo bench -p lock-redis --bench redis`
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use lock_core::{Lock, Timing};
 use lock_redis::RedisBackend;
-use lock_tests::{Redis, bench::Sample};
+use lock_tests::{
+    Redis,
+    bench::{
+        Cycle, Sample, acquire_release, graceful_handover, lock_cycle, throughput, throughput_table,
+    },
+};
 use rslock::LockManager;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_secs(10);
 const CONTENDERS: usize = 8;
@@ -27,24 +32,28 @@ async fn lock(redis: &Redis, name: &str, identity: &str) -> Lock {
         .expect("a valid lock")
 }
 
-async fn uncontended(redis: &Redis) {
-    let lock = lock(redis, &fresh_name("uncontended"), "bench").await;
-    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
-    for _ in 0..200 {
-        let started = Instant::now();
-        let guard = lock.acquire().await.expect("acquire");
-        acquires.push(started.elapsed());
-        let started = Instant::now();
-        guard.release().await.expect("release");
-        releases.push(started.elapsed());
-    }
-    Sample(acquires).row("acquire, uncontended (lock-redis)", "1 EVALSHA");
-    Sample(releases).row("release (lock-redis)", "1 EVALSHA");
+/// A contender on rslock, with a lock manager of its own.
+fn rslock_cycle(redis: &Redis, resource: &str) -> Cycle {
+    let manager = LockManager::new(vec![redis.url()]);
+    let resource = resource.to_owned();
+    Box::new(move || {
+        let (manager, resource) = (manager.clone(), resource.clone());
+        Box::pin(async move {
+            let held = manager
+                .acquire_no_guard(resource.as_bytes(), TTL)
+                .await
+                .expect("rslock acquire");
+            manager.unlock(&held).await;
+        })
+    })
+}
 
+/// rslock's uncontended acquire and release, `n` times.
+async fn rslock_acquire_release(redis: &Redis, n: usize) -> (Sample, Sample) {
     let manager = LockManager::new(vec![redis.url()]);
     let resource = fresh_name("rslock-uncontended");
     let (mut acquires, mut releases) = (Vec::new(), Vec::new());
-    for _ in 0..200 {
+    for _ in 0..n {
         let started = Instant::now();
         let held = manager
             .acquire_no_guard(resource.as_bytes(), TTL)
@@ -55,93 +64,7 @@ async fn uncontended(redis: &Redis) {
         manager.unlock(&held).await;
         releases.push(started.elapsed());
     }
-    Sample(acquires).row("acquire, uncontended (rslock)", "no token");
-    Sample(releases).row("release (rslock)", "–");
-}
-
-async fn graceful_handover(redis: &Redis) {
-    let name = fresh_name("handover");
-    let holder = lock(redis, &name, "holder").await;
-    let follower = Arc::new(lock(redis, &name, "follower").await);
-    let mut latencies = Vec::new();
-    for _ in 0..50 {
-        let guard = holder.acquire().await.expect("holder acquires");
-        let waiting = {
-            let follower = follower.clone();
-            tokio::spawn(async move {
-                let guard = follower.acquire().await.expect("follower acquires");
-                (Instant::now(), guard)
-            })
-        };
-        sleep(Duration::from_millis(100)).await; // the follower is subscribed by now
-        let released_at = Instant::now();
-        guard.release().await.expect("release");
-        let (acquired_at, taken) = waiting.await.expect("follower task");
-        latencies.push(acquired_at - released_at);
-        taken.release().await.expect("release");
-    }
-    Sample(latencies).row("graceful hand-over (lock-redis)", "pub/sub");
-}
-
-/// Cycles per second of all contenders, and the fewest and most cycles one contender got.
-struct Throughput {
-    rate: f64,
-    fewest: u64,
-    most: u64,
-}
-
-async fn count(tasks: Vec<tokio::task::JoinHandle<u64>>) -> Throughput {
-    let mut per_contender = Vec::new();
-    for task in tasks {
-        per_contender.push(task.await.expect("contender"));
-    }
-    Throughput {
-        rate: per_contender.iter().sum::<u64>() as f64 / THROUGHPUT_RUN.as_secs_f64(),
-        fewest: per_contender.iter().copied().min().unwrap_or(0),
-        most: per_contender.iter().copied().max().unwrap_or(0),
-    }
-}
-
-async fn throughput_ours(redis: &Redis) -> Throughput {
-    let name = fresh_name("throughput");
-    let deadline = Instant::now() + THROUGHPUT_RUN;
-    let mut tasks = Vec::new();
-    for i in 0..CONTENDERS {
-        let lock = lock(redis, &name, &format!("contender-{i}")).await;
-        tasks.push(tokio::spawn(async move {
-            let mut cycles = 0;
-            while Instant::now() < deadline {
-                let guard = lock.acquire().await.expect("acquire");
-                guard.release().await.expect("release");
-                cycles += 1;
-            }
-            cycles
-        }));
-    }
-    count(tasks).await
-}
-
-async fn throughput_rslock(redis: &Redis) -> Throughput {
-    let resource = fresh_name("rslock-throughput");
-    let deadline = Instant::now() + THROUGHPUT_RUN;
-    let mut tasks = Vec::new();
-    for _ in 0..CONTENDERS {
-        let manager = LockManager::new(vec![redis.url()]);
-        let resource = resource.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut cycles = 0;
-            while Instant::now() < deadline {
-                let held = manager
-                    .acquire_no_guard(resource.as_bytes(), TTL)
-                    .await
-                    .expect("rslock acquire");
-                manager.unlock(&held).await;
-                cycles += 1;
-            }
-            cycles
-        }));
-    }
-    count(tasks).await
+    (Sample(acquires), Sample(releases))
 }
 
 #[tokio::main]
@@ -153,25 +76,46 @@ async fn main() {
     );
     println!();
     Sample::header("note");
-    uncontended(&redis).await;
-    graceful_handover(&redis).await;
+    let (acquires, releases) = acquire_release(
+        &lock(&redis, &fresh_name("uncontended"), "bench").await,
+        200,
+    )
+    .await;
+    acquires.row("acquire, uncontended (lock-redis)", "1 EVALSHA");
+    releases.row("release (lock-redis)", "1 EVALSHA");
+    let (acquires, releases) = rslock_acquire_release(&redis, 200).await;
+    acquires.row("acquire, uncontended (rslock)", "no token");
+    releases.row("release (rslock)", "–");
+    let name = fresh_name("handover");
+    let (holder, follower) = (
+        lock(&redis, &name, "holder").await,
+        lock(&redis, &name, "follower").await,
+    );
+    graceful_handover(&holder, &follower, 50)
+        .await
+        .row("graceful hand-over (lock-redis)", "pub/sub");
     println!();
-    let ours = throughput_ours(&redis).await;
-    let theirs = throughput_rslock(&redis).await;
-    println!(
-        "| contended, {CONTENDERS} contenders, {THROUGHPUT_RUN:?} | cycles/s | fewest by one contender | most by one contender |"
-    );
-    println!("|---|---|---|---|");
-    println!(
-        "| lock-redis (with fencing tokens) | {:.0} | {} | {} |",
-        ours.rate, ours.fewest, ours.most
-    );
-    println!(
-        "| rslock 0.10 (no tokens) | {:.0} | {} | {} |",
-        theirs.rate, theirs.fewest, theirs.most
-    );
-    println!(
-        "| ratio lock-redis / rslock | {:.2} | | |",
-        ours.rate / theirs.rate
+
+    let name = fresh_name("throughput");
+    let mut ours = Vec::new();
+    for i in 0..CONTENDERS {
+        ours.push(lock_cycle(
+            lock(&redis, &name, &format!("contender-{i}")).await,
+        ));
+    }
+    let ours = throughput(ours, THROUGHPUT_RUN).await;
+    let resource = fresh_name("rslock-throughput");
+    let theirs = throughput(
+        (0..CONTENDERS)
+            .map(|_| rslock_cycle(&redis, &resource))
+            .collect(),
+        THROUGHPUT_RUN,
+    )
+    .await;
+    throughput_table(
+        CONTENDERS,
+        THROUGHPUT_RUN,
+        ("lock-redis (with fencing tokens)", ours),
+        ("rslock 0.10 (no tokens)", theirs),
     );
 }

@@ -1,6 +1,11 @@
-//! Latency figures for the benchmark programs: percentiles printed as Markdown rows.
+//! What the benchmark programs measure, once for every backend: latency samples and
+//! their percentiles, acquire/release and hand-over loops over any `lock_core::Lock`,
+//! and contended throughput of any kind of lock.
 
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::{Instant, sleep};
 
 /// Latencies of one benchmark scenario.
 #[derive(Clone, Debug, Default)]
@@ -36,4 +41,123 @@ impl Sample {
             ms(self.percentile(1.0)),
         );
     }
+}
+
+/// Timed acquire and release on an uncontended lock, `n` times: (acquires, releases).
+pub async fn acquire_release(lock: &lock_core::Lock, n: usize) -> (Sample, Sample) {
+    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let started = Instant::now();
+        let guard = lock.acquire().await.expect("acquire");
+        acquires.push(started.elapsed());
+        let started = Instant::now();
+        guard.release().await.expect("release");
+        releases.push(started.elapsed());
+    }
+    (Sample(acquires), Sample(releases))
+}
+
+/// Graceful hand-over, `n` times: `holder` holds, `follower` waits (given time to start
+/// waiting), `holder` releases; timed from the release call until the follower holds.
+pub async fn graceful_handover(
+    holder: &lock_core::Lock,
+    follower: &lock_core::Lock,
+    n: usize,
+) -> Sample {
+    let mut latencies = Vec::new();
+    for _ in 0..n {
+        let guard = holder.acquire().await.expect("holder acquires");
+        let waiting = {
+            let follower = follower.clone();
+            tokio::spawn(async move {
+                let guard = follower.acquire().await.expect("follower acquires");
+                (Instant::now(), guard)
+            })
+        };
+        sleep(Duration::from_millis(150)).await; // the follower is waiting by now
+        let released_at = Instant::now();
+        guard.release().await.expect("release");
+        let (acquired_at, taken) = waiting.await.expect("follower task");
+        latencies.push(acquired_at - released_at);
+        taken.release().await.expect("release");
+    }
+    Sample(latencies)
+}
+
+/// One lock/unlock cycle of one contender.
+pub type Cycle = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+
+/// A cycle that acquires and releases `lock`.
+pub fn lock_cycle(lock: lock_core::Lock) -> Cycle {
+    Box::new(move || {
+        let lock = lock.clone();
+        Box::pin(async move {
+            let guard = lock.acquire().await.expect("acquire");
+            guard.release().await.expect("release");
+        })
+    })
+}
+
+/// Contended throughput: cycles per second of all contenders together, and the fewest
+/// and most cycles one contender got (how fairly the lock was shared).
+#[derive(Clone, Copy, Debug)]
+pub struct Throughput {
+    /// Cycles per second, all contenders together.
+    pub rate: f64,
+    /// The fewest cycles one contender completed.
+    pub fewest: u64,
+    /// The most cycles one contender completed.
+    pub most: u64,
+}
+
+/// Runs every contender's cycle in a loop, concurrently, for `duration`.
+pub async fn throughput(contenders: Vec<Cycle>, duration: Duration) -> Throughput {
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = contenders
+        .into_iter()
+        .map(|mut cycle| {
+            tokio::spawn(async move {
+                let mut cycles = 0_u64;
+                while Instant::now() < deadline {
+                    cycle().await;
+                    cycles += 1;
+                }
+                cycles
+            })
+        })
+        .collect();
+    let mut per_contender = Vec::new();
+    for task in tasks {
+        per_contender.push(task.await.expect("contender"));
+    }
+    Throughput {
+        rate: per_contender.iter().sum::<u64>() as f64 / duration.as_secs_f64(),
+        fewest: per_contender.iter().copied().min().unwrap_or(0),
+        most: per_contender.iter().copied().max().unwrap_or(0),
+    }
+}
+
+/// Prints the throughput table of two contestants and their ratio.
+pub fn throughput_table(
+    contenders: usize,
+    duration: Duration,
+    ours: (&str, Throughput),
+    theirs: (&str, Throughput),
+) {
+    println!(
+        "| contended, {contenders} contenders, {duration:?} | cycles/s | fewest by one contender | most by one contender |"
+    );
+    println!("|---|---|---|---|");
+    for (label, figures) in [ours, theirs] {
+        println!(
+            "| {label} | {:.0} | {} | {} |",
+            figures.rate, figures.fewest, figures.most
+        );
+    }
+    println!(
+        "| ratio {} / {} | {:.2} | | |",
+        ours.0,
+        theirs.0,
+        ours.1.rate / theirs.1.rate
+    );
 }
