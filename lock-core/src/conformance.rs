@@ -62,7 +62,8 @@ macro_rules! conformance_tests {
             invalid_names_and_timings_are_rejected,
             election_never_has_two_leaders,
             stopping_the_leader_hands_over_without_waiting_for_the_ttl,
-            leader_work_is_cancelled_on_loss_and_the_campaign_resumes
+            leader_work_is_cancelled_on_loss_and_the_campaign_resumes,
+            elected_shards_share_fairly_and_never_overlap
         );
     };
     (@each $attributes:tt $backend:tt; $($check:ident),*) => {
@@ -714,4 +715,139 @@ pub async fn leader_work_is_cancelled_on_loss_and_the_campaign_resumes(backend: 
     elector.shutdown();
     join(running).await.expect("the elector returns Ok");
     assert_eq!(cancelled.load(SeqCst), 2);
+}
+
+/// Owners of each shard at this instant, by validity.
+fn owners(members: &[crate::ElectedShards], shards: u32) -> Vec<usize> {
+    (0..shards)
+        .map(|shard| {
+            members
+                .iter()
+                .filter(|member| member.owns_shard(shard))
+                .count()
+        })
+        .collect()
+}
+
+/// Waits until every shard has one owner and shares differ by at most one.
+async fn balanced(
+    members: &[crate::ElectedShards],
+    shards: u32,
+    event: &str,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    eventually(
+        &format!("every shard is owned and shares are fair after {event}"),
+        limit,
+        || {
+            let counts = owners(members, shards);
+            let shares: Vec<usize> = members
+                .iter()
+                .map(|m| (0..shards).filter(|s| m.owns_shard(*s)).count())
+                .collect();
+            let live: Vec<usize> = shares.iter().copied().filter(|n| *n > 0).collect();
+            counts.iter().all(|n| *n == 1)
+                && live.iter().max().unwrap_or(&0) - live.iter().min().unwrap_or(&0) <= 1
+        },
+    )
+    .await;
+    started.elapsed()
+}
+
+/// 3 members × 12 shards: no shard ever has two owners; after a graceful join or leave
+/// every shard is owned again within 2 s with shares differing by at most one; after a
+/// member is cut off, within the lease duration + 2 s.
+pub async fn elected_shards_share_fairly_and_never_overlap(backend: impl Backend) {
+    const SHARDS: u32 = 12;
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let group = unique_name("shards");
+    let start = |identity: &str, connection: Arc<dyn Backend>| {
+        let member = crate::ElectedShards::builder(connection, group.clone(), identity, SHARDS)
+            .timing(timing())
+            .max_members(4)
+            .build()
+            .expect("valid shards");
+        let running = {
+            let member = member.clone();
+            tokio::spawn(async move { member.run().await })
+        };
+        (member, running)
+    };
+    let faulty = Faulty::new(backend.clone());
+    let (a, run_a) = start("member-a", backend.clone());
+    let (b, run_b) = start("member-b", backend.clone());
+    let (c, run_c) = start("member-c", Arc::new(faulty.clone()));
+    let members = vec![a.clone(), b.clone(), c.clone()];
+
+    // Sample ownership every 10 ms for the whole test.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let sampler = {
+        let (members, stop) = (members.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut samples, mut most) = (0_usize, 0_usize);
+            let mut stopped = pin!(stop.notified());
+            loop {
+                most = most.max(owners(&members, SHARDS).into_iter().max().unwrap_or(0));
+                samples += 1;
+                tokio::select! {
+                    () = &mut stopped => return (samples, most),
+                    () = sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        })
+    };
+
+    balanced(
+        &members,
+        SHARDS,
+        "three members joined",
+        Duration::from_secs(2) + TTL,
+    )
+    .await;
+
+    // A graceful leave: b's shards move to a and c.
+    b.shutdown();
+    join(run_b).await.expect("b leaves cleanly");
+    balanced(&members, SHARDS, "a member left", Duration::from_secs(2)).await;
+
+    // A graceful join: a new member takes its share.
+    let (d, run_d) = start("member-d", backend.clone());
+    let members_now = vec![a.clone(), c.clone(), d.clone()];
+    balanced(
+        &members_now,
+        SHARDS,
+        "a member joined",
+        Duration::from_secs(2),
+    )
+    .await;
+
+    // A member cut off from the server: its shards expire and move.
+    faulty.partition(true);
+    let survivors = vec![a.clone(), d.clone()];
+    balanced(
+        &survivors,
+        SHARDS,
+        "a member was cut off",
+        TTL + Duration::from_secs(2),
+    )
+    .await;
+    for shard in 0..SHARDS {
+        assert!(
+            !c.owns_shard(shard),
+            "the cut-off member must not own shard {shard}"
+        );
+    }
+
+    stop.notify_one();
+    let (samples, most) = join(sampler).await;
+    assert!(samples > 100, "only {samples} samples");
+    assert!(most <= 1, "a shard had {most} owners at once");
+    for member in [&a, &c, &d] {
+        member.shutdown();
+    }
+    faulty.heal();
+    for run in [run_a, run_c, run_d] {
+        join(run).await.expect("members stop cleanly");
+    }
 }

@@ -39,6 +39,7 @@
 //! | the lock, acquiring and waiting | [`Lock`] (`lock.rs`) |
 //! | a held lock, its validity, its renewal | [`Guard`], [`Validity`] (`guard.rs`, `validity.rs`, `renewal.rs`) |
 //! | leader election | [`LeaderElector`] (`election.rs`) |
+//! | elected shards | [`ElectedShards`] (`shards.rs`) |
 //! | fenced writes in memory | [`FencedRegister`] (`register.rs`) |
 //! | the in-memory backend | [`MemoryBackend`] (`memory.rs`) |
 //! | injected client faults | [`Faulty`] (`faults.rs`) |
@@ -65,6 +66,7 @@ mod name;
 mod register;
 mod release;
 mod renewal;
+mod shards;
 mod take;
 mod timing;
 mod token;
@@ -84,6 +86,7 @@ pub use lock::{Lock, LockBuilder};
 pub use memory::MemoryBackend;
 pub use name::{LockName, MAX_IDENTITY_LEN, MAX_NAME_LEN};
 pub use register::FencedRegister;
+pub use shards::{DEFAULT_MAX_MEMBERS, ElectedShards, ElectedShardsBuilder, shard_of};
 pub use timing::{DEFAULT_TTL, Timing};
 pub use token::FencingToken;
 pub use validity::{LossReason, Validity};
