@@ -264,6 +264,7 @@ impl LeaderElector {
             let token = guard.token();
             *self.term.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard.validity());
             self.state.send_replace(LeaderState::Leading { token });
+            crate::metrics::leading(self.lock.name(), self.lock.identity(), true);
             tracing::info!(lock = %self.lock.name(), holder = %self.lock.identity(), %token, "leading");
 
             // Boxed so that dropping it below really cancels the work, before the release.
@@ -319,6 +320,7 @@ impl LeaderElector {
 
     fn step_down(&self) {
         *self.term.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        crate::metrics::leading(self.lock.name(), self.lock.identity(), false);
         self.follow(None);
     }
 }

@@ -44,7 +44,18 @@
 //! | the in-memory backend | [`MemoryBackend`] (`memory.rs`) |
 //! | injected client faults | [`Faulty`] (`faults.rs`) |
 //! | timing rules and defaults | [`Timing`] (`timing.rs`) |
+//! | metrics (through the `metrics` facade) | `metrics.rs`, names listed below |
 //! | the conformance suite | `conformance` (feature `conformance`) |
+//!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`](https://docs.rs/metrics) facade; install any
+//! exporter. `lock_acquisitions_total`, `lock_acquire_wait_seconds`,
+//! `lock_renew_latency_seconds`, `lock_renew_failures_total{kind}`,
+//! `lock_lost_total{reason}` (label `lock`); `leader_is_leading`,
+//! `leader_transitions_total` (labels `lock`, `identity`); `shards_owned` (labels
+//! `group`, `identity`). Tracing spans `acquire` and `renew` carry the lock name,
+//! holder and token.
 //!
 //! # Conformance
 //!
@@ -62,6 +73,7 @@ mod faults;
 mod guard;
 mod lock;
 mod memory;
+mod metrics;
 mod name;
 mod register;
 mod release;

@@ -190,13 +190,17 @@ impl Lock {
     ) -> Result<Guard> {
         let span = tracing::debug_span!("acquire", lock = %self.name, holder = %self.identity);
         async move {
+            let started = Instant::now();
             let poll = self.timing.poll_interval();
             let mut retries = retry_delays(poll);
             let mut changes: Option<Changes> = None;
             let mut subscribed = false;
             loop {
                 let wake_at = match self.take_once().await {
-                    Ok(Ok(guard)) => return Ok(guard),
+                    Ok(Ok(guard)) => {
+                        crate::metrics::waited(&self.name, started.elapsed());
+                        return Ok(guard);
+                    }
                     Ok(Err(holder)) => {
                         on_held(&holder);
                         retries = retry_delays(poll);
@@ -257,6 +261,7 @@ impl Lock {
             }
             Taken::Acquired(held) => {
                 let guard = Guard::start(self.backend.clone(), held, self.timing);
+                crate::metrics::acquired(&self.name);
                 tracing::debug!(lock = %self.name, holder = %self.identity, token = %guard.token(), "acquired");
                 Ok(Ok(guard))
             }

@@ -79,6 +79,7 @@ async fn renew_until_stopped(
             .await
         {
             Ok(Ok(Renew::Renewed(renewed))) => {
+                crate::metrics::renewed(validity.name(), sent.elapsed());
                 *lease.lock().unwrap_or_else(PoisonError::into_inner) = renewed;
                 if !validity.extend(sent, timing.validity()) {
                     return;
@@ -97,10 +98,12 @@ async fn renew_until_stopped(
                 return;
             }
             Ok(Err(error)) => {
+                crate::metrics::renew_failed(validity.name(), "error");
                 tracing::debug!(%error, "renewal failed; retrying");
                 next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
             }
             Err(_) => {
+                crate::metrics::renew_failed(validity.name(), "timeout");
                 tracing::debug!(timeout = ?bound, "renewal timed out; retrying");
                 next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
             }

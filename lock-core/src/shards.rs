@@ -411,6 +411,7 @@ impl ElectedShards {
                 .map(|(shard, _)| *shard)
                 .collect()
         };
+        crate::metrics::shards_owned(&self.inner.group, &self.inner.identity, owned.len());
         self.inner.owned.send_if_modified(|current| {
             let changed = *current != owned;
             *current = owned;
@@ -424,6 +425,7 @@ impl ElectedShards {
             for shard in shards {
                 owned.remove(shard);
             }
+            crate::metrics::shards_owned(&self.inner.group, &self.inner.identity, owned.len());
         });
         sleep(self.inner.drain).await;
         let guards: Vec<Guard> = {

@@ -153,6 +153,7 @@ impl Validity {
             }
             if now >= status.valid_until {
                 status.lost = Some(LossReason::Expired);
+                crate::metrics::lost(&self.name, &LossReason::Expired);
             } else {
                 status.valid_until = status.valid_until.max(sent + validity);
                 status.last_renewed = status.last_renewed.max(sent);
@@ -166,28 +167,37 @@ impl Validity {
     /// deadline just before; then nothing changes.
     pub(crate) fn expire_if_due(&self) {
         let now = Instant::now();
-        self.status.send_if_modified(|status| {
+        let expired = self.status.send_if_modified(|status| {
             let due = status.lost.is_none() && now >= status.valid_until;
             if due {
                 status.lost = Some(LossReason::Expired);
             }
             due
         });
+        if expired {
+            crate::metrics::lost(&self.name, &LossReason::Expired);
+        }
     }
 
     /// Ends validity for `reason`, unless it already ended (the first reason stays).
     pub(crate) fn end(&self, reason: LossReason) {
         let now = Instant::now();
+        let mut ended = None;
         self.status.send_if_modified(|status| {
             if status.lost.is_some() {
                 return false;
             }
-            status.lost = Some(if now >= status.valid_until {
+            let reason = if now >= status.valid_until {
                 LossReason::Expired
             } else {
                 reason
-            });
+            };
+            ended = Some(reason.clone());
+            status.lost = Some(reason);
             true
         });
+        if let Some(reason) = ended {
+            crate::metrics::lost(&self.name, &reason);
+        }
     }
 }
