@@ -107,6 +107,13 @@ impl Leadership {
         self.stopping.cancelled().await;
     }
 
+    /// Like [`stopping`](Leadership::stopping), as an owned future that can be handed to
+    /// a framework, e.g. kube-runtime's `Controller::graceful_shutdown_on`, which then
+    /// stops taking new work and finishes the reconciles in flight.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        self.stopping.clone().cancelled_owned()
+    }
+
     /// Whether a graceful step-down has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.is_cancelled()

@@ -1,0 +1,331 @@
+//! A kube-runtime controller run only while leading, on a real kube-apiserver: one
+//! replica reconciles at a time, SIGTERM hands over after the in-flight reconciles
+//! finish, and a frozen former leader's fenced write is rejected.
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering::SeqCst},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+use lock_core::{
+    Error, Faulty, FencingToken, LeaderElector, Lock, Timing, conformance::unique_name,
+};
+use lock_kube::{KubeBackend, fenced_update, nodelay_client};
+use lock_tests::Kube;
+use tokio::{
+    task::JoinHandle,
+    time::{Instant, sleep},
+};
+
+const TTL: Duration = Duration::from_secs(3);
+const RECONCILE_TIME: Duration = Duration::from_millis(300);
+
+/// What one replica did, across its terms.
+#[derive(Default)]
+struct Activity {
+    reconciling: AtomicUsize,
+    started: AtomicUsize,
+    finished: AtomicUsize,
+    stale_writes: AtomicUsize,
+    first_start: Mutex<Option<Instant>>,
+    last_end: Mutex<Option<Instant>>,
+}
+
+/// The reconciler's context for one term.
+struct Term {
+    api: Api<ConfigMap>,
+    token: FencingToken,
+    activity: Arc<Activity>,
+}
+
+async fn reconcile(object: Arc<ConfigMap>, term: Arc<Term>) -> Result<Action, Error> {
+    let activity = &term.activity;
+    activity.reconciling.fetch_add(1, SeqCst);
+    activity.started.fetch_add(1, SeqCst);
+    activity
+        .first_start
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(Instant::now);
+    sleep(RECONCILE_TIME).await; // the work
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let written = fenced_update(&term.api, &name, term.token, |map| {
+        map.data
+            .get_or_insert_with(Default::default)
+            .insert("reconciled-with".into(), term.token.to_string());
+    })
+    .await;
+    if matches!(written, Err(Error::StaleToken { .. })) {
+        activity.stale_writes.fetch_add(1, SeqCst);
+    }
+    *activity
+        .last_end
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    activity.finished.fetch_add(1, SeqCst);
+    activity.reconciling.fetch_sub(1, SeqCst);
+    written.map(|_| Action::requeue(Duration::from_millis(50)))
+}
+
+fn error_policy(_: Arc<ConfigMap>, _: &Error, _: Arc<Term>) -> Action {
+    Action::requeue(Duration::from_millis(100))
+}
+
+/// One replica of the controller: an elector whose work is a kube-runtime Controller
+/// that shuts down gracefully when the replica steps down.
+struct Replica {
+    elector: Arc<LeaderElector>,
+    activity: Arc<Activity>,
+    running: JoinHandle<lock_core::Result<()>>,
+}
+
+async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Replica {
+    let client = nodelay_client(kube.config(false).await).expect("a client");
+    let lock = Lock::builder(
+        KubeBackend::new(client.clone(), kube.namespace()),
+        lease,
+        identity,
+    )
+    .timing(Timing::new(TTL))
+    .build()
+    .expect("a valid lock");
+    let elector = Arc::new(LeaderElector::new(lock).with_drain_timeout(Duration::from_secs(5)));
+    let activity = Arc::new(Activity::default());
+    let running = {
+        let (elector, activity) = (elector.clone(), activity.clone());
+        let api: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
+        let selector = format!("lock-test={label}");
+        tokio::spawn(async move {
+            elector
+                .run(|leadership| {
+                    let term = Arc::new(Term {
+                        api: api.clone(),
+                        token: leadership.token(),
+                        activity: activity.clone(),
+                    });
+                    Controller::new(api.clone(), watcher::Config::default().labels(&selector))
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(reconcile, error_policy, term)
+                        .for_each(|_| futures::future::ready(()))
+                })
+                .await
+        })
+    };
+    Replica {
+        elector,
+        activity,
+        running,
+    }
+}
+
+async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_reconciles_at_a_time_and_sigterm_hands_over_after_draining() {
+    let kube = Kube::shared().await;
+    let (lease, label) = (unique_name("controller"), unique_name("objects"));
+    let api: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    for i in 0..2 {
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("{label}-{i}")),
+                labels: Some([("lock-test".to_owned(), label.clone())].into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        api.create(&PostParams::default(), &map)
+            .await
+            .expect("create an object");
+    }
+
+    let first = replica(kube, &lease, &label, "replica-1").await;
+    eventually(
+        "the first replica reconciles",
+        Duration::from_secs(10),
+        || first.activity.started.load(SeqCst) > 0,
+    )
+    .await;
+    let second = replica(kube, &lease, &label, "replica-2").await;
+
+    let sampling = {
+        let (a, b) = (first.activity.clone(), second.activity.clone());
+        tokio::spawn(async move {
+            let (mut samples, mut most) = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < deadline {
+                let reconciling = usize::from(a.reconciling.load(SeqCst) > 0)
+                    + usize::from(b.reconciling.load(SeqCst) > 0);
+                (samples, most) = (samples + 1, most.max(reconciling));
+                sleep(Duration::from_millis(5)).await;
+            }
+            (samples, most)
+        })
+    };
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        second.activity.started.load(SeqCst),
+        0,
+        "the standby does not reconcile"
+    );
+
+    // SIGTERM to the leader: its controller stops taking work, finishes the reconciles
+    // in flight, the lease is released, and the standby starts reconciling.
+    eventually(
+        "the leader is in the middle of a reconcile",
+        Duration::from_secs(2),
+        || first.activity.reconciling.load(SeqCst) > 0,
+    )
+    .await;
+    let terminated_at = Instant::now();
+    first.elector.shutdown();
+    let handover = eventually("the standby reconciles", Duration::from_secs(5), || {
+        second.activity.started.load(SeqCst) > 0
+    })
+    .await;
+    first
+        .running
+        .await
+        .expect("the first replica ran")
+        .expect("it stopped cleanly");
+    println!("SIGTERM → the standby reconciles: {handover:?}");
+    assert!(
+        handover < Duration::from_secs(1),
+        "the standby took {handover:?} to start reconciling"
+    );
+    let (started, finished) = (
+        first.activity.started.load(SeqCst),
+        first.activity.finished.load(SeqCst),
+    );
+    assert_eq!(
+        started, finished,
+        "every reconcile in flight at SIGTERM completed"
+    );
+    let last_end = first
+        .activity
+        .last_end
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("it reconciled");
+    let first_start = second
+        .activity
+        .first_start
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("it reconciled");
+    assert!(
+        last_end > terminated_at,
+        "the reconcile in flight at SIGTERM finished after it"
+    );
+    assert!(
+        last_end < first_start,
+        "the old leader's last reconcile ended {:?} after SIGTERM, the new one's first began {:?} after",
+        last_end.saturating_duration_since(terminated_at),
+        first_start.saturating_duration_since(terminated_at)
+    );
+
+    let (samples, most) = sampling.await.expect("the sampler");
+    assert!(samples > 100, "only {samples} samples");
+    assert!(most <= 1, "{most} replicas reconciled at once");
+    assert_eq!(
+        first.activity.stale_writes.load(SeqCst) + second.activity.stale_writes.load(SeqCst),
+        0
+    );
+    second.elector.shutdown();
+    second
+        .running
+        .await
+        .expect("the second replica ran")
+        .expect("it stopped cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_write_stands() {
+    let kube = Kube::shared().await;
+    let (lease, object) = (unique_name("frozen"), unique_name("state"));
+    let api: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(object.clone()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    api.create(&PostParams::default(), &map)
+        .await
+        .expect("create");
+    let set = |value: &'static str| {
+        move |map: &mut ConfigMap| {
+            map.data
+                .get_or_insert_with(Default::default)
+                .insert("writer".into(), value.into());
+        }
+    };
+
+    let connection = Faulty::new(KubeBackend::new(kube.admin().await, kube.namespace()));
+    let old = Lock::builder(connection.clone(), &lease, "old")
+        .timing(Timing::new(TTL))
+        .build()
+        .expect("valid");
+    let old_guard = old.acquire().await.expect("the old leader acquires");
+    let old_token = old_guard.token();
+    fenced_update(&api, &object, old_token, set("old"))
+        .await
+        .expect("the old leader writes");
+
+    // The old leader freezes: nothing it sends arrives, and it does not look at its guard.
+    connection.freeze(true);
+    let new = Lock::builder(
+        KubeBackend::new(kube.admin().await, kube.namespace()),
+        &lease,
+        "new",
+    )
+    .timing(Timing::new(TTL))
+    .build()
+    .expect("valid");
+    let new_guard = new
+        .acquire_timeout(TTL * 3)
+        .await
+        .expect("the new leader takes over after the lease duration");
+    fenced_update(&api, &object, new_guard.token(), set("new"))
+        .await
+        .expect("the new leader writes");
+
+    // It wakes up and writes with its old token: rejected.
+    connection.freeze(false);
+    match fenced_update(&api, &object, old_token, set("old, late")).await {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented, current), (old_token, new_guard.token()))
+        }
+        other => panic!("expected StaleToken, got {other:?}"),
+    }
+    let stands = api
+        .get(&object)
+        .await
+        .expect("get")
+        .data
+        .and_then(|d| d.get("writer").cloned());
+    assert_eq!(stands.as_deref(), Some("new"));
+    assert!(!old_guard.is_valid());
+    new_guard.release().await.expect("release");
+}
