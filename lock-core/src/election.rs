@@ -110,7 +110,7 @@ impl Leadership {
     /// Like [`stopping`](Leadership::stopping), as an owned future that can be handed to
     /// a framework, e.g. kube-runtime's `Controller::graceful_shutdown_on`, which then
     /// stops taking new work and finishes the reconciles in flight.
-    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static + use<> {
         self.stopping.clone().cancelled_owned()
     }
 

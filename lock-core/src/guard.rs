@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     Backend, Error, FencingToken, Lease, LockName, LossReason, Release, Result, Timing, Validity,
@@ -107,7 +108,12 @@ impl Guard {
     /// ours, nothing is written and the result is [`Error::Lost`]. It is also `Lost` if
     /// the guard's validity ended before the release, since the work done since then was
     /// not protected. Transient errors are retried until the lock would expire anyway.
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
+        let span = tracing::debug_span!("release", lock = %self.name(), token = %self.token());
+        self.release_inner().instrument(span).await
+    }
+
+    async fn release_inner(mut self) -> Result<()> {
         if let Some(renewal) = self.renewal.take() {
             renewal.stop().await;
         }

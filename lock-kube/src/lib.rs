@@ -38,6 +38,35 @@
 //!   every acquisition; release writes an empty holder, like ReleaseOnCancel). Give Go
 //!   and Rust replicas the same lease duration: client-go judges expiry by its own.
 //!
+//! # Leader-gated controllers
+//!
+//! Run a kube-runtime `Controller` only while leading, and let it drain on step-down:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use futures::StreamExt;
+//! # use k8s_openapi::api::core::v1::ConfigMap;
+//! # use kube::runtime::{Controller, controller::Action, watcher};
+//! # async fn reconcile(_: Arc<ConfigMap>, _: Arc<lock_core::FencingToken>) -> Result<Action, lock_core::Error> { Ok(Action::await_change()) }
+//! # fn error_policy(_: Arc<ConfigMap>, _: &lock_core::Error, _: Arc<lock_core::FencingToken>) -> Action { Action::await_change() }
+//! # async fn run(elector: lock_core::LeaderElector, api: kube::Api<ConfigMap>) -> lock_core::Result<()> {
+//! elector
+//!     .run(|leadership| {
+//!         Controller::new(api.clone(), watcher::Config::default())
+//!             // On step-down: stop taking work and finish the reconciles in flight;
+//!             // the Lease is released after that.
+//!             .graceful_shutdown_on(leadership.stopped())
+//!             // The reconciler writes through fenced_update with this term's token.
+//!             .run(reconcile, error_policy, Arc::new(leadership.token()))
+//!             .for_each(|_| futures::future::ready(()))
+//!     })
+//!     .await
+//! # }
+//! ```
+//!
+//! If the Lease is lost, the controller is dropped at once and the replica campaigns
+//! again. `cargo run --example leader-election` shows a SIGTERM hand-over.
+//!
 //! # RBAC
 //!
 //! The controller's service account needs, in its namespace:
