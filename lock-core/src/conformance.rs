@@ -805,6 +805,15 @@ pub async fn elected_shards_share_fairly_and_never_overlap(backend: impl Backend
         Duration::from_secs(2) + TTL,
     )
     .await;
+    let mut changes = a.owned_changes();
+    let current = futures::StreamExt::next(&mut changes)
+        .await
+        .expect("the current set first");
+    assert_eq!(
+        current,
+        *a.owned().borrow(),
+        "the stream starts with the owned set"
+    );
 
     // A graceful leave: b's shards move to a and c.
     b.shutdown();

@@ -109,7 +109,14 @@ impl Guard {
     /// the guard's validity ended before the release, since the work done since then was
     /// not protected. Transient errors are retried until the lock would expire anyway.
     pub async fn release(self) -> Result<()> {
-        let span = tracing::debug_span!("release", lock = %self.name(), token = %self.token());
+        let holder = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .holder
+            .clone();
+        let span =
+            tracing::debug_span!("release", lock = %self.name(), %holder, token = %self.token());
         self.release_inner().instrument(span).await
     }
 

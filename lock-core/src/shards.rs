@@ -205,6 +205,18 @@ impl ElectedShards {
         self.inner.owned.subscribe()
     }
 
+    /// The shards this member owns, as a stream: the current set first, then every
+    /// change, until the member has left. Use it to start and stop per-shard work.
+    pub fn owned_changes(&self) -> futures::stream::BoxStream<'static, BTreeSet<u32>> {
+        let mut owned = self.inner.owned.subscribe();
+        owned.mark_changed();
+        Box::pin(futures::stream::unfold(owned, |mut owned| async move {
+            owned.changed().await.ok()?;
+            let current = owned.borrow_and_update().clone();
+            Some((current, owned))
+        }))
+    }
+
     /// Whether this member owns `shard` now: its guard is valid.
     pub fn owns_shard(&self, shard: u32) -> bool {
         let held = self
