@@ -10,11 +10,8 @@ use std::{
 
 use lock_core::{Faulty, LeaderElector, Lock, Timing, conformance::unique_name};
 use lock_kube::{KubeBackend, nodelay_client};
-use lock_tests::{GoContender, Kube, Term};
-use tokio::{
-    task::JoinHandle,
-    time::{Instant, sleep},
-};
+use lock_tests::{GoContender, Kube, Term, eventually};
+use tokio::{task::JoinHandle, time::sleep};
 
 const LEASE_DURATION: Duration = Duration::from_secs(3);
 
@@ -87,18 +84,6 @@ impl RustReplica {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-}
-
-async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use lock_core::{
     Error, Faulty, FencingToken, LeaderElector, Lock, Timing, conformance::unique_name,
 };
 use lock_kube::{KubeBackend, fenced_update, nodelay_client};
-use lock_tests::Kube;
+use lock_tests::{Kube, eventually};
 use tokio::{
     task::JoinHandle,
     time::{Instant, sleep},
@@ -126,18 +126,6 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
         activity,
         running,
     }
-}
-
-async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,7 @@ mod kube;
 mod process;
 mod proxy;
 mod redis;
+mod wait;
 
 pub use client_go::{GoContender, Term};
 pub use etcd::Etcd;
@@ -39,3 +40,4 @@ pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
 pub use process::{Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
+pub use wait::eventually;
