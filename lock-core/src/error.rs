@@ -47,6 +47,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// An option other than a name, identity or timing is out of range (e.g. zero
+    /// shards).
+    #[error("invalid option: {reason}")]
+    InvalidOption {
+        /// Which option, with the value given.
+        reason: String,
+    },
+
     /// The lock is held by someone else.
     #[error("lock is held by {:?}{}", .0.holder, .0.token.map(|t| format!(" (token {t})")).unwrap_or_default())]
     Held(Box<LockInfo>),

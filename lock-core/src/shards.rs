@@ -129,7 +129,7 @@ impl ElectedShardsBuilder {
 
     /// Validates the options; the error says what is wrong.
     pub fn build(self) -> Result<ElectedShards> {
-        let invalid = |reason: &str| Error::InvalidTiming {
+        let invalid = |reason: &str| Error::InvalidOption {
             reason: reason.to_owned(),
         };
         if self.shards == 0 || self.max_members == 0 {
@@ -145,7 +145,9 @@ impl ElectedShardsBuilder {
             .rebalance_every
             .unwrap_or_else(|| (self.timing.renew_interval() / 10).min(Duration::from_secs(1)));
         if rebalance_every.is_zero() {
-            return Err(invalid("the rebalance interval must be greater than zero"));
+            return Err(Error::InvalidTiming {
+                reason: "the rebalance interval must be greater than zero".to_owned(),
+            });
         }
         Ok(ElectedShards {
             inner: Arc::new(Inner {
@@ -178,6 +180,13 @@ fn member_name(group: &str, slot: u32) -> String {
 fn fair_share(shards: u32, members: u32, rank: u32) -> u32 {
     let members = members.max(1);
     shards / members + u32::from(rank < shards % members)
+}
+
+/// Where a member of `rank` starts looking for free shards: spread out by rank, so
+/// that members seldom race for the same shard.
+fn first_shard(rank: u32, shards: u32, members: u32) -> u32 {
+    let start = u64::from(rank) * u64::from(shards) / u64::from(members.max(1));
+    u32::try_from(start).unwrap_or(0)
 }
 
 impl ElectedShards {
@@ -337,8 +346,7 @@ impl ElectedShards {
                 taken_by_others.insert(shard);
             }
         }
-        // Start from a different shard per rank, so that members seldom race.
-        let start = rank * inner.shards / members.max(1);
+        let start = first_shard(rank, inner.shards, members);
         for offset in 0..inner.shards {
             if owned.len() >= target as usize {
                 break;
@@ -481,6 +489,20 @@ mod tests {
                 assert!(shares.iter().max().unwrap_or(&0) - shares.iter().min().unwrap_or(&0) <= 1);
             }
         }
+    }
+
+    #[test]
+    fn zero_shards_or_members_are_typed_errors_and_large_groups_do_not_overflow() {
+        let build = |shards, members| {
+            ElectedShards::builder(crate::MemoryBackend::new(), "group", "member", shards)
+                .max_members(members)
+                .build()
+        };
+        assert!(matches!(build(0, 4), Err(Error::InvalidOption { .. })));
+        assert!(matches!(build(4, 0), Err(Error::InvalidOption { .. })));
+        assert_eq!(fair_share(u32::MAX, u32::MAX, u32::MAX - 1), 1);
+        assert_eq!(first_shard(u32::MAX - 1, u32::MAX, u32::MAX), u32::MAX - 1);
+        assert_eq!(first_shard(2, 12, 3), 8);
     }
 
     #[test]

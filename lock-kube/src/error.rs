@@ -13,29 +13,37 @@ pub(crate) fn status(error: &kube::Error) -> Option<u16> {
     }
 }
 
+/// Whether trying again later may help: the apiserver was busy or failing (429, 5xx),
+/// or did not answer at all (connection refused or reset, timeouts), but not an answer
+/// that cannot be read.
+pub(crate) fn is_transient(error: &kube::Error) -> bool {
+    match status(error) {
+        Some(code) => code == 429 || code >= 500,
+        None => !matches!(error, kube::Error::SerdeError(_)),
+    }
+}
+
 /// Turns a kube error on a Lease into a lock error that says what to do about it.
 pub(crate) fn lock_error(error: kube::Error, namespace: &str, what: &str) -> Error {
-    match status(&error) {
-        Some(403) => Error::permanent(format!(
+    let message = match status(&error) {
+        Some(403) => format!(
             "forbidden to {what} in namespace {namespace:?}: the controller needs the verbs \
              {REQUIRED_VERBS} on leases.coordination.k8s.io there ({error})"
-        )),
-        Some(404) => Error::permanent(format!(
-            "cannot {what}: namespace {namespace:?} does not exist ({error})"
-        )),
-        Some(401) => Error::permanent(format!("cannot {what}: not authenticated ({error})")),
-        Some(code) if code == 429 || code >= 500 => Error::transient(format!(
-            "cannot {what} now, the apiserver is busy or failing ({error})"
-        )),
-        Some(_) => Error::permanent(format!("cannot {what}: {error}")),
-        // No answer: connection refused or reset, timeouts, TLS, decoding.
-        None => match error {
-            kube::Error::SerdeError(_) => Error::permanent(format!(
-                "cannot {what}: the apiserver's answer is not a Lease ({error})"
-            )),
-            _ => Error::transient(format!(
-                "cannot {what}: the apiserver is unreachable ({error})"
-            )),
-        },
+        ),
+        Some(404) => format!("cannot {what}: namespace {namespace:?} does not exist ({error})"),
+        Some(401) => format!("cannot {what}: not authenticated ({error})"),
+        Some(_) if is_transient(&error) => {
+            format!("cannot {what} now, the apiserver is busy or failing ({error})")
+        }
+        Some(_) => format!("cannot {what}: {error}"),
+        None if is_transient(&error) => {
+            format!("cannot {what}: the apiserver is unreachable ({error})")
+        }
+        None => format!("cannot {what}: the apiserver's answer is not a Lease ({error})"),
+    };
+    if is_transient(&error) {
+        Error::transient(message)
+    } else {
+        Error::permanent(message)
     }
 }

@@ -4,7 +4,7 @@ use kube::{Api, Resource, ResourceExt, api::PostParams};
 use lock_core::{Error, FencingToken};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::error::status;
+use crate::error::{is_transient, status};
 
 /// The annotation that records, on a fenced object, the highest fencing token whose
 /// write it has accepted.
@@ -88,11 +88,10 @@ pub fn recorded_token<K: Resource>(object: &K, name: &str) -> Result<Option<Fenc
 }
 
 fn write_error(error: kube::Error, name: &str) -> Error {
-    match status(&error) {
-        Some(code) if code == 429 || code >= 500 => {
-            Error::transient(format!("fenced write to {name}: {error}"))
-        }
-        Some(_) => Error::permanent(format!("fenced write to {name}: {error}")),
-        None => Error::transient(format!("fenced write to {name}: {error}")),
+    let message = format!("fenced write to {name}: {error}");
+    if is_transient(&error) {
+        Error::transient(message)
+    } else {
+        Error::permanent(message)
     }
 }

@@ -37,6 +37,23 @@ fn lock(backend: KubeBackend, name: &str, identity: &str) -> Lock {
         .expect("a valid lock")
 }
 
+/// Waits until the lease's renewTime moves past `since`'s, within a TTL.
+async fn renewed_since(name: &str, since: &LeaseSpec) -> Lease {
+    let api = leases().await;
+    let deadline = tokio::time::Instant::now() + TTL;
+    loop {
+        let lease = api.get(name).await.expect("the lease");
+        if spec(&lease).renew_time > since.renew_time {
+            return lease;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease was not renewed within the TTL"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn spec(lease: &Lease) -> LeaseSpec {
     lease.spec.clone().expect("a lease spec")
 }
@@ -74,8 +91,7 @@ async fn records_are_written_as_client_go_writes_them() {
         "{renew_time}"
     );
 
-    sleep(TTL / 3 + Duration::from_millis(300)).await;
-    let renewed = spec(&leases().await.get(&name).await.expect("the lease"));
+    let renewed = spec(&renewed_since(&name, &acquired).await);
     assert_eq!(
         renewed.acquire_time, acquired.acquire_time,
         "renewal keeps acquireTime"
@@ -122,8 +138,7 @@ async fn a_foreign_edit_of_the_metadata_is_kept_and_the_guard_renews_on_top_of_i
         .await
         .expect("a foreign edit");
 
-    sleep(TTL / 3 + Duration::from_millis(300)).await;
-    let after = api.get(&name).await.expect("the lease");
+    let after = renewed_since(&name, &spec(&edited)).await;
     assert!(
         guard.is_valid(),
         "a metadata edit does not take the lease away"

@@ -43,7 +43,24 @@ async fn a_cut_fails_an_in_flight_request_within_its_timeout_and_heal_restores_s
         )
         .await
     });
-    sleep(Duration::from_millis(200)).await;
+    // Cut only once Redis holds the BLPOP: it is in flight.
+    let mut direct = redis.connection().await;
+    let blocked_since = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut direct)
+            .await
+            .expect("info");
+        if info.lines().any(|line| line.trim() == "blocked_clients:1") {
+            break;
+        }
+        assert!(
+            blocked_since.elapsed() < REQUEST_TIMEOUT,
+            "the BLPOP never reached Redis"
+        );
+        sleep(Duration::from_millis(5)).await;
+    }
     proxy.cut();
     let outcome = in_flight.await.expect("the request task");
     assert!(
