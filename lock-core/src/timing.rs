@@ -127,6 +127,11 @@ impl Timing {
                 i32::MAX
             )));
         }
+        if drift.is_zero() {
+            return Err(Error::invalid_timing(
+                "drift margin must be greater than zero: clocks drift, and the guard must give up strictly before the server lets another holder in",
+            ));
+        }
         if drift >= ttl {
             return Err(Error::invalid_timing(format!(
                 "drift margin ({drift:?}) must be less than the ttl ({ttl:?})"
@@ -180,6 +185,10 @@ mod tests {
         let cases = [
             (Timing::new(Duration::ZERO), "ttl must be greater than zero"),
             (Timing::new(S).with_drift_margin(S), "drift margin"),
+            (
+                Timing::new(S).with_drift_margin(Duration::ZERO),
+                "drift margin must be greater than zero",
+            ),
             (
                 Timing::new(S).with_renew_interval(Duration::ZERO),
                 "renew interval must be greater",

@@ -10,7 +10,9 @@ use redis::Script;
 
 /// Takes the lock if it is free. The token is `max(counter + 1, server time in µs)`,
 /// stored back in the counter key (which has no TTL), so tokens grow even after a
-/// restart that lost the counter, unless the server clock is set back.
+/// restart that lost the counter, unless the server clock is set back. A counter that
+/// is not a plain number below 2^53 (where Lua's doubles stop counting by one) is
+/// reported, never used.
 ///
 /// KEYS: lock, counter. ARGV: ttl in ms, holder.
 /// Returns `{1, token, 0}` when taken, `{0, value, pttl}` when held.
@@ -22,8 +24,10 @@ if held then
   return {0, held, redis.call('PTTL', KEYS[1])}
 end
 local counter = redis.call('GET', KEYS[2])
-if counter and not tonumber(counter) then
-  return redis.error_reply('LOCK_MALFORMED the token counter is not a number: ' .. counter)
+-- Digits only, below 2^53: Lua counts in doubles, and above that counter + 1 could
+-- round back down to the counter, and a token would repeat.
+if counter and not (string.match(counter, '^%d+$') and tonumber(counter) < 9007199254740991) then
+  return redis.error_reply('LOCK_MALFORMED the token counter is not a number below 2^53: ' .. counter)
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])

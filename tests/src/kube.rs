@@ -120,23 +120,38 @@ impl Kube {
                 ca,
             },
         };
-        if let Cluster::Local { apiserver, .. } = &kube.cluster {
-            apiserver
-                .wait_until_ready(Duration::from_secs(90), || async {
-                    let request = http::Request::get("/readyz").body(Vec::new());
-                    match request {
-                        Ok(request) => kube
-                            .admin()
-                            .await
-                            .request_text(request)
-                            .await
-                            .is_ok_and(|body| body == "ok"),
-                        Err(_) => false,
-                    }
-                })
-                .await;
-        }
+        kube.wait_until_ready().await;
         kube
+    }
+
+    /// Kills the apiserver with SIGKILL and starts it again on the same port and
+    /// certificates; its etcd keeps every object. Returns once it answers `/readyz`.
+    pub async fn restart_apiserver(&mut self) {
+        let Cluster::Local { apiserver, .. } = &mut self.cluster else {
+            panic!("an external cluster's apiserver cannot be restarted by the tests");
+        };
+        apiserver.restart();
+        self.wait_until_ready().await;
+    }
+
+    async fn wait_until_ready(&self) {
+        let Cluster::Local { apiserver, .. } = &self.cluster else {
+            return;
+        };
+        apiserver
+            .wait_until_ready(Duration::from_secs(90), || async {
+                let request = http::Request::get("/readyz").body(Vec::new());
+                match request {
+                    Ok(request) => self
+                        .admin()
+                        .await
+                        .request_text(request)
+                        .await
+                        .is_ok_and(|body| body == "ok"),
+                    Err(_) => false,
+                }
+            })
+            .await;
     }
 
     /// Connects to the cluster a kubeconfig names; its user must be allowed to

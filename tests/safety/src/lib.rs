@@ -1,0 +1,67 @@
+//! The safety suite: every backend under the faults that break other lock libraries,
+//! with checkers over the recorded history.
+//!
+//! Five contenders (each on a thread and runtime of its own) loop: acquire → three
+//! fenced writes, each after a validity check → release. Each write goes to lock-core's
+//! [`FencedRegister`](lock_core::FencedRegister) (a log that keeps every accepted
+//! write, in the order applied), to the backend's own fenced-write helper on the server
+//! (`fenced_update` on a ConfigMap, `fenced_put`, `fenced_set`), and to a log without
+//! fencing. Each contender reaches the server through a TCP proxy of its own (the
+//! in-memory backend: through a fault switch), so one holder can be cut off.
+//!
+//! The [nemeses](Nemesis): holder cut off or blackholed, holder paused past the TTL,
+//! server paused past the TTL, server killed and restarted, latency, Redis restarted
+//! with all its data lost, and one out-of-bounds pause between a validity check and
+//! the write it allows.
+//!
+//! The [checkers](check): no fenced store accepts a stale write; no acknowledged
+//! write is lost; a later acquisition has a larger token; no two holders act at the
+//! same instant while faults stay in bounds; someone holds the lock within TTL + 2 s of
+//! every heal. Out of bounds, the overlap must be caught and the stale write rejected
+//! by fencing, while the unfenced log accepted it: proof that the checkers can fail.
+//!
+//! Run: `cargo run --release -p lock-safety -- [--long] [memory|kube|etcd|redis ...]`
+
+pub mod check;
+mod contender;
+pub mod history;
+pub mod nemesis;
+pub mod scenario;
+pub mod system;
+pub mod systems;
+pub mod table;
+
+use std::sync::Arc;
+
+pub use nemesis::Nemesis;
+pub use scenario::{Plan, Row};
+pub use system::System;
+
+/// The backends, in table order.
+pub const BACKENDS: [&str; 4] = ["memory", "kube", "etcd", "redis"];
+
+/// Starts `backend`'s server (none for memory).
+pub async fn start(backend: &str) -> Arc<dyn System> {
+    match backend {
+        "memory" => Arc::new(systems::memory::MemorySystem::default()),
+        "kube" => Arc::new(systems::kube::KubeSystem::start().await),
+        "etcd" => Arc::new(systems::etcd::EtcdSystem::start().await),
+        "redis" => Arc::new(systems::redis::RedisSystem::start().await),
+        other => panic!("unknown backend {other:?}; pick from {BACKENDS:?}"),
+    }
+}
+
+/// Runs every nemesis `backend` supports, one after another, calling `each` with each
+/// row as it is done.
+pub async fn run_backend(backend: &str, plan: &Plan, mut each: impl FnMut(&Row)) -> Vec<Row> {
+    let system = start(backend).await;
+    let mut rows = Vec::new();
+    for nemesis in Nemesis::ALL {
+        if system.supports(nemesis) {
+            let row = scenario::run(system.clone(), nemesis, plan).await;
+            each(&row);
+            rows.push(row);
+        }
+    }
+    rows
+}

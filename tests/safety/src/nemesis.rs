@@ -1,0 +1,63 @@
+//! The faults a scenario injects.
+
+/// One kind of fault, injected while the workload runs and then healed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Nemesis {
+    /// No fault: the baseline.
+    None,
+    /// The holder's connections are closed, and new ones refused.
+    HolderCut,
+    /// The holder's packets are dropped both ways: requests hang.
+    HolderBlackhole,
+    /// The holder's whole runtime stops (a stop-the-world pause, renewals included)
+    /// for longer than the TTL; it checks its guard before acting again.
+    HolderPause,
+    /// The server is frozen with SIGSTOP for longer than the TTL.
+    ServerPause,
+    /// The server is killed with SIGKILL and started again on its data.
+    ServerRestart,
+    /// Every connection gets 150 ms of latency each way for longer than the TTL.
+    Latency,
+    /// The server is killed and started again with all its data lost.
+    DataLoss,
+    /// Out of bounds: the holder pauses for longer than the TTL *between* checking its
+    /// guard and writing. Its guard cannot help; only fencing rejects the write.
+    PauseAfterCheck,
+}
+
+impl Nemesis {
+    /// Every nemesis, in table order.
+    pub const ALL: [Nemesis; 9] = [
+        Nemesis::None,
+        Nemesis::HolderCut,
+        Nemesis::HolderBlackhole,
+        Nemesis::HolderPause,
+        Nemesis::ServerPause,
+        Nemesis::ServerRestart,
+        Nemesis::Latency,
+        Nemesis::DataLoss,
+        Nemesis::PauseAfterCheck,
+    ];
+
+    /// A short name for the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::None => "none",
+            Nemesis::HolderCut => "holder cut off",
+            Nemesis::HolderBlackhole => "holder blackholed",
+            Nemesis::HolderPause => "holder paused > TTL",
+            Nemesis::ServerPause => "server paused > TTL",
+            Nemesis::ServerRestart => "server killed, restarted",
+            Nemesis::Latency => "latency 150 ms",
+            Nemesis::DataLoss => "server restarted, data lost",
+            Nemesis::PauseAfterCheck => "OUT OF BOUNDS: pause between check and write",
+        }
+    }
+
+    /// Whether the fault stays within the bounds under which guards never overlap:
+    /// no pause between a validity check and the action it allows longer than the
+    /// drift margin.
+    pub fn in_bounds(self) -> bool {
+        self != Nemesis::PauseAfterCheck
+    }
+}

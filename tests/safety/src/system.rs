@@ -1,0 +1,119 @@
+//! What the suite needs from a backend: locks and fenced stores for contenders, links
+//! the nemesis can cut, and control over the server.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lock_core::{Faulty, FencingToken, Lock, MemoryBackend};
+use lock_tests::Proxy;
+
+use crate::nemesis::Nemesis;
+
+/// A backend's own fenced store: a register on the server written with the backend's
+/// fenced-write helper.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes `op` if `token` is not stale.
+    async fn write(&self, token: FencingToken, op: u64) -> lock_core::Result<()>;
+    /// The value last written, if any.
+    async fn read(&self) -> lock_core::Result<Option<u64>>;
+}
+
+/// One contender's way to the server, which the nemesis can break.
+pub enum Link {
+    /// A TCP proxy in front of the server.
+    Proxy(Proxy),
+    /// The in-memory backend behind a fault switch of this contender's own.
+    Memory(Faulty<MemoryBackend>),
+}
+
+/// Where a contender connects: what [`Link::route`] hands to its thread.
+#[derive(Clone)]
+pub enum Route {
+    /// The port of the contender's proxy.
+    Port(u16),
+    /// The contender's fault switch over the in-memory backend.
+    Memory(Faulty<MemoryBackend>),
+}
+
+impl Link {
+    /// Where the contender behind this link connects.
+    pub fn route(&self) -> Route {
+        match self {
+            Link::Proxy(proxy) => Route::Port(proxy.port()),
+            Link::Memory(faulty) => Route::Memory(faulty.clone()),
+        }
+    }
+
+    /// Cuts the link: connections close and requests fail at once.
+    pub fn cut(&self) {
+        match self {
+            Link::Proxy(proxy) => proxy.cut(),
+            Link::Memory(faulty) => faulty.partition(true),
+        }
+    }
+
+    /// Blackholes the link: requests hang.
+    pub fn blackhole(&self) {
+        match self {
+            Link::Proxy(proxy) => proxy.blackhole(),
+            Link::Memory(faulty) => faulty.freeze(true),
+        }
+    }
+
+    /// Adds latency each way (proxied links only).
+    pub fn set_latency(&self, latency: Duration) {
+        if let Link::Proxy(proxy) = self {
+            proxy.set_latency(latency);
+        }
+    }
+
+    /// Back to normal.
+    pub fn heal(&self) {
+        match self {
+            Link::Proxy(proxy) => proxy.heal(),
+            Link::Memory(faulty) => faulty.heal(),
+        }
+    }
+}
+
+/// A backend under test, with its server.
+#[async_trait]
+pub trait System: Send + Sync + 'static {
+    /// The backend's name for the table.
+    fn name(&self) -> &'static str;
+
+    /// Whether this backend can suffer `nemesis` (the in-memory backend has no server
+    /// to restart, for one).
+    fn supports(&self, nemesis: Nemesis) -> bool;
+
+    /// A new link to the server for one contender.
+    async fn link(&self) -> Link;
+
+    /// Prepares the fenced store of lock `name` (e.g. creates the object it writes).
+    async fn prepare(&self, _name: &str) {}
+
+    /// A lock and the backend's fenced store, connected through `route`. Runs on the
+    /// contender's own runtime, so its connections stop when that runtime is paused.
+    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>);
+
+    /// The backend's fenced store of lock `name`, connected directly, to read the end
+    /// state; `None` if the backend has no store of its own.
+    async fn store(&self, name: &str) -> Option<Box<dyn Store>>;
+
+    /// Freezes the server (SIGSTOP).
+    async fn pause_server(&self);
+
+    /// Thaws the server (SIGCONT).
+    async fn resume_server(&self);
+
+    /// Kills the server (SIGKILL) and starts it again, with or without its data; returns
+    /// once it answers.
+    async fn restart_server(&self, lose_data: bool);
+}
+
+/// The timing every scenario uses: the drift margin is the declared bound on a pause
+/// between a validity check and the action it allows.
+pub fn timing(ttl: Duration) -> lock_core::Timing {
+    lock_core::Timing::new(ttl).with_drift_margin(Duration::from_millis(100))
+}

@@ -1,0 +1,120 @@
+//! etcd: a real etcd; the fenced store is a key written with `fenced_put`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::Client;
+use lock_core::{Error, FencingToken, Lock};
+use lock_etcd::{EtcdBackend, fenced_put};
+use lock_tests::{Etcd, Proxy};
+use tokio::sync::Mutex;
+
+use crate::{
+    nemesis::Nemesis,
+    system::{Link, Route, Store, System, timing},
+};
+
+/// An etcd of the suite's own.
+pub struct EtcdSystem {
+    etcd: Mutex<Etcd>,
+    port: u16,
+}
+
+impl EtcdSystem {
+    /// Starts etcd.
+    pub async fn start() -> Self {
+        let etcd = Etcd::start().await;
+        let port = etcd.port();
+        Self {
+            etcd: Mutex::new(etcd),
+            port,
+        }
+    }
+}
+
+async fn connect(port: u16) -> Client {
+    Client::connect([format!("127.0.0.1:{port}")], None)
+        .await
+        .expect("connect to etcd")
+}
+
+struct KeyStore {
+    client: Client,
+    key: String,
+}
+
+impl KeyStore {
+    fn new(client: Client, name: &str) -> Self {
+        Self {
+            client,
+            key: format!("safety/{name}"),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for KeyStore {
+    async fn write(&self, token: FencingToken, op: u64) -> lock_core::Result<()> {
+        fenced_put(&self.client, &self.key, op.to_string(), token).await
+    }
+
+    async fn read(&self) -> lock_core::Result<Option<u64>> {
+        let response = self
+            .client
+            .clone()
+            .get(self.key.as_str(), None)
+            .await
+            .map_err(|error| Error::transient(format!("cannot read {}: {error}", self.key)))?;
+        Ok(response
+            .kvs()
+            .first()
+            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok()))
+    }
+}
+
+#[async_trait]
+impl System for EtcdSystem {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn supports(&self, nemesis: Nemesis) -> bool {
+        // etcd is the store of record: losing its data is not a fault it promises to
+        // survive.
+        nemesis != Nemesis::DataLoss
+    }
+
+    async fn link(&self) -> Link {
+        Link::Proxy(Proxy::to_port(self.port).await)
+    }
+
+    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>) {
+        let Route::Port(port) = route else {
+            panic!("etcd is reached through a proxy");
+        };
+        let client = connect(port).await;
+        let lock = Lock::builder(EtcdBackend::new(client.clone()), name, identity)
+            .timing(timing(ttl))
+            .build()
+            .expect("a valid lock");
+        (lock, Some(Box::new(KeyStore::new(client, name))))
+    }
+
+    async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
+        Some(Box::new(KeyStore::new(connect(self.port).await, name)))
+    }
+
+    async fn pause_server(&self) {
+        self.etcd.lock().await.server().pause();
+    }
+
+    async fn resume_server(&self) {
+        self.etcd.lock().await.server().resume();
+    }
+
+    async fn restart_server(&self, _lose_data: bool) {
+        let mut etcd = self.etcd.lock().await;
+        etcd.kill();
+        etcd.restart().await;
+    }
+}

@@ -1,0 +1,59 @@
+//! The suite's table: backend × nemesis → counts and violations per property.
+
+use std::fmt::Write as _;
+
+use crate::scenario::Row;
+
+/// The table's header, as Markdown.
+pub fn header() -> String {
+    [
+        "| backend | nemesis | writes | terms | faults | stale accepted | lost | token order | overlaps | unfenced stale | stale rejected | indeterminate | recovery | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    .join("\n")
+}
+
+/// One row of the table.
+pub fn line(row: &Row) -> String {
+    let v = &row.verdict;
+    let recovery = match (v.recovery, v.unrecovered) {
+        (_, n) if n > 0 => format!("{n} NOT RECOVERED"),
+        (Some(gap), _) => format!("{} ms", gap.as_millis()),
+        (None, _) => "–".to_owned(),
+    };
+    let verdict = match (row.passed(), row.nemesis.in_bounds()) {
+        (true, true) => "ok",
+        (true, false) => "ok: overlap caught, fencing rejected it",
+        (false, _) => "FAILED",
+    };
+    let mut line = String::new();
+    let _ = write!(
+        line,
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        row.backend,
+        row.nemesis.name(),
+        v.writes,
+        v.terms,
+        v.faults,
+        v.stale,
+        v.lost,
+        v.token_order,
+        v.overlaps,
+        v.unfenced_stale,
+        v.rejected,
+        v.indeterminate,
+        recovery,
+        verdict,
+    );
+    line
+}
+
+/// The whole table.
+pub fn table(rows: &[Row]) -> String {
+    let mut table = header();
+    for row in rows {
+        table.push('\n');
+        table.push_str(&line(row));
+    }
+    table
+}
