@@ -94,7 +94,7 @@ proptest! {
         if let Some(poll) = poll {
             timing = timing.with_poll_interval(poll);
         }
-        let built = Lock::builder(MemoryBackend::new(), "lock", "me").timing(timing.clone()).build();
+        let built = Lock::builder(MemoryBackend::new(), "lock", "me").timing(timing).build();
         match timing.validate() {
             Ok(()) => {
                 prop_assert!(built.is_ok());

@@ -106,6 +106,17 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
+/// A value from the server as text; bytes that are not UTF-8 were not written by us.
+fn text(name: &LockName, value: Vec<u8>) -> Result<String> {
+    String::from_utf8(value).map_err(|error| Error::Malformed {
+        name: name.to_string(),
+        reason: format!(
+            "the value at the lock's key was not written by lock-redis: {:?}",
+            String::from_utf8_lossy(error.as_bytes())
+        ),
+    })
+}
+
 /// Reads a lock value, `v1:<token>:<ttl_ms>:<holder>`.
 fn info(name: &LockName, value: &str, pttl: i64) -> Result<LockInfo> {
     let malformed = || Error::Malformed {
@@ -135,7 +146,7 @@ fn info(name: &LockName, value: &str, pttl: i64) -> Result<LockInfo> {
 impl Backend for RedisBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
         let keys = self.keys(name);
-        let (taken, value, pttl): (i64, String, i64) = scripts::ACQUIRE
+        let (taken, value, pttl): (i64, Vec<u8>, i64) = scripts::ACQUIRE
             .key(&keys.lock)
             .key(&keys.counter)
             .arg(millis(ttl))
@@ -144,8 +155,9 @@ impl Backend for RedisBackend {
             .await
             .map_err(|e| lock_error(e, name.as_str(), "take the lock"))?;
         if taken == 0 {
-            return Ok(Take::Held(info(name, &value, pttl)?));
+            return Ok(Take::Held(info(name, &text(name, value)?, pttl)?));
         }
+        let value = text(name, value)?;
         let token = value.parse::<u64>().map_err(|_| Error::Malformed {
             name: name.to_string(),
             reason: format!("the token counter gave {value:?}"),
@@ -191,7 +203,7 @@ impl Backend for RedisBackend {
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
-        let (held, value, pttl): (i64, String, i64) = scripts::DESCRIBE
+        let (held, value, pttl): (i64, Vec<u8>, i64) = scripts::DESCRIBE
             .key(self.keys(name).lock)
             .invoke_async(&mut self.connection.clone())
             .await
@@ -199,7 +211,7 @@ impl Backend for RedisBackend {
         if held == 0 {
             return Ok(None);
         }
-        info(name, &value, pttl).map(Some)
+        info(name, &text(name, value)?, pttl).map(Some)
     }
 
     /// Listens on the lock's channel, where releases are published, over the backend's

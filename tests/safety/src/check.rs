@@ -151,7 +151,9 @@ pub fn lost_from_log(writes: &[Write], log: &[Entry]) -> usize {
         .count();
     let invented_or_repeated = seen
         .iter()
-        .filter(|(op, count)| **count > 1 || written.get(op).is_none_or(|o| *o == Outcome::Rejected))
+        .filter(|(op, count)| {
+            **count > 1 || written.get(op).is_none_or(|o| *o == Outcome::Rejected)
+        })
         .count();
     missing + invented_or_repeated
 }
@@ -245,7 +247,13 @@ mod tests {
         base + Duration::from_millis(ms)
     }
 
-    fn write(base: Instant, token: u64, op: u64, (from, to): (u64, u64), outcome: Outcome) -> Write {
+    fn write(
+        base: Instant,
+        token: u64,
+        op: u64,
+        (from, to): (u64, u64),
+        outcome: Outcome,
+    ) -> Write {
         Write {
             contender: 0,
             token,
@@ -315,9 +323,18 @@ mod tests {
     #[test]
     fn a_later_acquisition_must_carry_a_larger_token() {
         let base = Instant::now();
-        assert_eq!(token_order(&[term(base, 1, 0, 10), term(base, 2, 20, 30)]), 0);
-        assert_eq!(token_order(&[term(base, 2, 0, 10), term(base, 1, 20, 30)]), 1);
-        assert_eq!(token_order(&[term(base, 1, 0, 10), term(base, 1, 20, 30)]), 2);
+        assert_eq!(
+            token_order(&[term(base, 1, 0, 10), term(base, 2, 20, 30)]),
+            0
+        );
+        assert_eq!(
+            token_order(&[term(base, 2, 0, 10), term(base, 1, 20, 30)]),
+            1
+        );
+        assert_eq!(
+            token_order(&[term(base, 1, 0, 10), term(base, 1, 20, 30)]),
+            2
+        );
     }
 
     #[test]
@@ -326,7 +343,11 @@ mod tests {
         assert_eq!(overlaps(&[term(base, 1, 0, 10), term(base, 2, 11, 20)]), 0);
         assert_eq!(overlaps(&[term(base, 2, 11, 20), term(base, 1, 0, 11)]), 1);
         assert_eq!(
-            overlaps(&[term(base, 1, 0, 100), term(base, 2, 10, 20), term(base, 3, 30, 40)]),
+            overlaps(&[
+                term(base, 1, 0, 100),
+                term(base, 2, 10, 20),
+                term(base, 3, 30, 40)
+            ]),
             2
         );
     }
@@ -343,7 +364,10 @@ mod tests {
             ..Record::default()
         };
         let bound = Duration::from_millis(300);
-        assert_eq!(recovery(&record, bound), (Some(Duration::from_millis(300)), 0));
+        assert_eq!(
+            recovery(&record, bound),
+            (Some(Duration::from_millis(300)), 0)
+        );
         assert_eq!(recovery(&record, Duration::from_millis(299)), (None, 1));
     }
 }

@@ -52,7 +52,7 @@ pub struct Shared {
     /// lock-core's fenced register, keeping the log of every write it accepted.
     pub core: FencedRegister<Vec<Entry>>,
     /// A log that accepts every write.
-    pub unfenced: Mutex<Vec<Entry>>,
+    unfenced: Mutex<Vec<Entry>>,
     holder: Mutex<Option<usize>>,
     pause: Mutex<Option<PauseState>>,
     next_op: AtomicU64,
@@ -92,6 +92,14 @@ impl Shared {
             }
             _ => None,
         }
+    }
+
+    /// A copy of the unfenced log.
+    pub fn unfenced_log(&self) -> Vec<Entry> {
+        self.unfenced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Tells every contender to finish its current cycle and stop.
@@ -183,7 +191,13 @@ async fn run(
 }
 
 /// One fenced write of a new value to every store.
-async fn write(shared: &Shared, contender: usize, token: FencingToken, store: Option<&dyn Store>, ttl: Duration) {
+async fn write(
+    shared: &Shared,
+    contender: usize,
+    token: FencingToken,
+    store: Option<&dyn Store>,
+    ttl: Duration,
+) {
     let op = shared.next_op.fetch_add(1, SeqCst);
     let record = |target, started, outcome| {
         shared.history.write(Write {

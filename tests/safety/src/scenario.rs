@@ -125,11 +125,7 @@ pub async fn run(system: Arc<dyn System>, nemesis: Nemesis, plan: &Plan) -> Row 
 
     let finals = Finals {
         core: shared.core.read(),
-        unfenced: shared
-            .unfenced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone(),
+        unfenced: shared.unfenced_log(),
         backend: match system.store(&name).await {
             Some(store) => Some(store.read().await.expect("read the store's final value")),
             None => None,

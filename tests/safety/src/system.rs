@@ -95,7 +95,13 @@ pub trait System: Send + Sync + 'static {
 
     /// A lock and the backend's fenced store, connected through `route`. Runs on the
     /// contender's own runtime, so its connections stop when that runtime is paused.
-    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>);
+    async fn connect(
+        &self,
+        route: Route,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Lock, Option<Box<dyn Store>>);
 
     /// The backend's fenced store of lock `name`, connected directly, to read the end
     /// state; `None` if the backend has no store of its own.

@@ -7,7 +7,10 @@ async fn every_scenario_passes_on(backend: &str) {
     let rows = run_backend(backend, &Plan::short(), |_| ()).await;
     let table = table::table(&rows);
     println!("{table}");
-    assert!(rows.iter().all(|row| row.passed()), "a scenario failed:\n{table}");
+    assert!(
+        rows.iter().all(|row| row.passed()),
+        "a scenario failed:\n{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,7 +88,13 @@ impl System for EtcdSystem {
         Link::Proxy(Proxy::to_port(self.port).await)
     }
 
-    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>) {
+    async fn connect(
+        &self,
+        route: Route,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Lock, Option<Box<dyn Store>>) {
         let Route::Port(port) = route else {
             panic!("etcd is reached through a proxy");
         };

@@ -79,9 +79,7 @@ impl Store for ConfigMapStore {
             .get(&self.name)
             .await
             .map_err(|error| Error::transient(format!("cannot read the ConfigMap: {error}")))?;
-        Ok(map
-            .data
-            .and_then(|data| data.get(VALUE)?.parse().ok()))
+        Ok(map.data.and_then(|data| data.get(VALUE)?.parse().ok()))
     }
 }
 
@@ -114,15 +112,25 @@ impl System for KubeSystem {
             .expect("create the fenced ConfigMap");
     }
 
-    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>) {
+    async fn connect(
+        &self,
+        route: Route,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Lock, Option<Box<dyn Store>>) {
         let Route::Port(port) = route else {
             panic!("Kubernetes is reached through a proxy");
         };
         let client = self.client(port);
-        let lock = Lock::builder(KubeBackend::new(client.clone(), &self.namespace), name, identity)
-            .timing(timing(ttl))
-            .build()
-            .expect("a valid lock");
+        let lock = Lock::builder(
+            KubeBackend::new(client.clone(), &self.namespace),
+            name,
+            identity,
+        )
+        .timing(timing(ttl))
+        .build()
+        .expect("a valid lock");
         let store = ConfigMapStore {
             api: Api::namespaced(client, &self.namespace),
             name: name.to_owned(),

@@ -53,7 +53,13 @@ impl System for MemorySystem {
         Link::Memory(faulty)
     }
 
-    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>) {
+    async fn connect(
+        &self,
+        route: Route,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Lock, Option<Box<dyn Store>>) {
         let Route::Memory(faulty) = route else {
             panic!("the in-memory backend is reached through its fault switch");
         };

@@ -82,7 +82,13 @@ impl System for RedisSystem {
         Link::Proxy(Proxy::to_port(self.port).await)
     }
 
-    async fn connect(&self, route: Route, name: &str, identity: &str, ttl: Duration) -> (Lock, Option<Box<dyn Store>>) {
+    async fn connect(
+        &self,
+        route: Route,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Lock, Option<Box<dyn Store>>) {
         let Route::Port(port) = route else {
             panic!("Redis is reached through a proxy");
         };
@@ -112,7 +118,10 @@ impl System for RedisSystem {
         redis.kill();
         if lose_data {
             let dir = redis.server().dir().to_owned();
-            for entry in std::fs::read_dir(&dir).expect("read the Redis folder").flatten() {
+            for entry in std::fs::read_dir(&dir)
+                .expect("read the Redis folder")
+                .flatten()
+            {
                 let path = entry.path();
                 if path.extension().is_some_and(|ext| ext == "log") {
                     continue; // the server's log, not its data

@@ -1,0 +1,100 @@
+//! Hostile data at a lock's key, generated: whatever another writer left there (bytes,
+//! JSON that looks like ours, with or without an etcd lease), the lock reports it
+//! (held, or malformed) with a typed error, never takes it over, never changes it, and
+//! never panics.
+
+use std::time::Duration;
+
+use etcd_client::PutOptions;
+use lock_core::{Error, Lock, LockName, Timing, conformance::unique_name};
+use lock_etcd::EtcdBackend;
+use lock_tests::Etcd;
+use proptest::{prelude::*, test_runner::TestRunner};
+
+fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
+    let json = (
+        prop_oneof![
+            Just("1".to_owned()),
+            "-?[0-9]{1,12}",
+            Just("\"1\"".to_owned()),
+            Just("null".to_owned())
+        ],
+        prop_oneof![
+            "\"\\PC{0,12}\"",
+            Just("7".to_owned()),
+            Just("null".to_owned())
+        ],
+        prop_oneof![
+            "[0-9]{1,22}",
+            "-[0-9]{1,5}",
+            Just("1.5".to_owned()),
+            Just("\"3000\"".to_owned())
+        ],
+    )
+        .prop_map(|(version, holder, ttl)| {
+            format!(r#"{{"lock-etcd":{version},"holder":{holder},"ttl_ms":{ttl}}}"#).into_bytes()
+        });
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..48),
+        "[ -~]{0,40}".prop_map(String::into_bytes),
+        json,
+    ]
+}
+
+#[test]
+fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (_etcd, client) = runtime.block_on(async {
+        let etcd = Etcd::start().await;
+        let client = etcd.client().await;
+        (etcd, client)
+    });
+    let backend = EtcdBackend::new(client.clone());
+    let mut runner = TestRunner::new(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(64)
+    });
+    runner
+        .run(&(foreign_value(), any::<bool>()), |(value, leased)| {
+            let mut client = client.clone();
+            runtime.block_on(async {
+                let name = unique_name("foreign");
+                let key = backend.key(&LockName::new(&name).expect("valid"));
+                let options = if leased {
+                    let lease = client.lease_grant(60, None).await.expect("grant");
+                    Some(PutOptions::new().with_lease(lease.id()))
+                } else {
+                    None
+                };
+                client
+                    .put(key.as_str(), value.clone(), options)
+                    .await
+                    .expect("a foreign write");
+
+                let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
+                    .timing(Timing::new(Duration::from_secs(3)))
+                    .build()
+                    .expect("a valid lock");
+                let taken = lock.try_acquire().await;
+                prop_assert!(
+                    matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
+                    "{:?} (leased: {leased}) gave {:?}",
+                    String::from_utf8_lossy(&value),
+                    taken.map(|guard| guard.token())
+                );
+                let described = lock.holder().await;
+                prop_assert!(
+                    matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
+                    "{:?} described as {described:?}",
+                    String::from_utf8_lossy(&value)
+                );
+                let after = client.get(key.as_str(), None).await.expect("get");
+                prop_assert_eq!(
+                    after.kvs().first().map(|kv| kv.value()),
+                    Some(value.as_slice())
+                );
+                Ok(())
+            })
+        })
+        .expect("every foreign value is reported and left alone");
+}
