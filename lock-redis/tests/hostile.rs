@@ -177,6 +177,9 @@ async fn bytes_that_are_not_utf8_at_the_lock_key_are_reported_as_malformed() {
     let mut connection = redis.connection().await;
     let () = connection.set(&key, &[0x80_u8][..]).await.expect("set");
     let lock = lock(&backend, &name);
-    assert!(matches!(lock.try_acquire().await, Err(Error::Malformed { .. })));
+    assert!(matches!(
+        lock.try_acquire().await,
+        Err(Error::Malformed { .. })
+    ));
     assert!(matches!(lock.holder().await, Err(Error::Malformed { .. })));
 }
