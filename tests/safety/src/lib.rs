@@ -17,8 +17,10 @@
 //! The [checkers](check): no fenced store accepts a stale write; no acknowledged
 //! write is lost; a later acquisition has a larger token; no two holders act at the
 //! same instant while faults stay in bounds; someone holds the lock within TTL + 2 s of
-//! every heal. Out of bounds, the overlap must be caught and the stale write rejected
-//! by fencing, while the unfenced log accepted it: proof that the checkers can fail.
+//! every heal. Beyond the backend's assumptions (Redis losing the lock's record), guards
+//! may overlap but fencing must hold. In the demonstration (a pause between check and
+//! write), the overlap must be caught and the stale write rejected by fencing, while the
+//! unfenced log accepted it: proof that the checkers can fail.
 //!
 //! Run: `cargo run --release -p lock-safety -- [--long] [memory|kube|etcd|redis ...]`
 
@@ -33,7 +35,7 @@ pub mod table;
 
 use std::sync::Arc;
 
-pub use nemesis::Nemesis;
+pub use nemesis::{Bounds, Nemesis};
 pub use scenario::{Plan, Row};
 pub use system::System;
 

@@ -49,15 +49,34 @@ impl Nemesis {
             Nemesis::ServerPause => "server paused > TTL",
             Nemesis::ServerRestart => "server killed, restarted",
             Nemesis::Latency => "latency 150 ms",
-            Nemesis::DataLoss => "server restarted, data lost",
+            Nemesis::DataLoss => "BEYOND BOUNDS: server restarted, data lost",
             Nemesis::PauseAfterCheck => "OUT OF BOUNDS: pause between check and write",
         }
     }
 
-    /// Whether the fault stays within the bounds under which guards never overlap:
-    /// no pause between a validity check and the action it allows longer than the
-    /// drift margin.
-    pub fn in_bounds(self) -> bool {
-        self != Nemesis::PauseAfterCheck
+    /// What the fault means for the guards (fencing must hold under every fault).
+    pub fn bounds(self) -> Bounds {
+        match self {
+            Nemesis::PauseAfterCheck => Bounds::Demonstration,
+            // The lock's own record is gone, so a new holder can start while the old
+            // one's guard still runs: Redis' durability assumption is broken on purpose.
+            Nemesis::DataLoss => Bounds::Beyond,
+            _ => Bounds::Within,
+        }
     }
+}
+
+/// Whether a fault stays within the bounds under which guards never overlap: the
+/// server keeps the lock's record, and no pause between a validity check and the action
+/// it allows is longer than the drift margin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bounds {
+    /// Guards must never overlap.
+    Within,
+    /// Guards may overlap (the fault breaks the backend's own assumptions); fencing must
+    /// still reject every stale write.
+    Beyond,
+    /// Built to make guards overlap: the overlap must be found, and fencing must reject
+    /// the late write that the unfenced log accepts.
+    Demonstration,
 }

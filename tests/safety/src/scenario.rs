@@ -9,7 +9,7 @@ use crate::{
     check::{Finals, Verdict, check},
     contender::{PausePoint, Shared, spawn},
     history::Fault,
-    nemesis::Nemesis,
+    nemesis::{Bounds, Nemesis},
     system::{Link, System},
 };
 
@@ -68,16 +68,16 @@ pub struct Row {
 }
 
 impl Row {
-    /// Whether the row shows what it must: every safety property held, and guards
-    /// never overlapped in bounds; out of bounds, the overlap happened (the checker can
-    /// fail) and only fencing stopped it (the unfenced log took a stale write).
+    /// Whether the row shows what it must: every safety property held; within bounds,
+    /// guards never overlapped; in the demonstration, the overlap happened (the checker
+    /// can fail) and only fencing stopped it (the unfenced log took a stale write).
     pub fn passed(&self) -> bool {
         let v = &self.verdict;
         v.safe()
-            && if self.nemesis.in_bounds() {
-                v.overlaps == 0
-            } else {
-                v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0
+            && match self.nemesis.bounds() {
+                Bounds::Within => v.overlaps == 0,
+                Bounds::Beyond => true,
+                Bounds::Demonstration => v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0,
             }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::scenario::Row;
+use crate::{nemesis::Bounds, scenario::Row};
 
 /// The table's header, as Markdown.
 pub fn header() -> String {
@@ -21,10 +21,12 @@ pub fn line(row: &Row) -> String {
         (Some(gap), _) => format!("{} ms", gap.as_millis()),
         (None, _) => "–".to_owned(),
     };
-    let verdict = match (row.passed(), row.nemesis.in_bounds()) {
-        (true, true) => "ok",
-        (true, false) => "ok: overlap caught, fencing rejected it",
+    let verdict = match (row.passed(), row.nemesis.bounds()) {
         (false, _) => "FAILED",
+        (true, Bounds::Within) => "ok",
+        (true, Bounds::Beyond) if v.overlaps > 0 => "ok: guards overlapped, fencing held",
+        (true, Bounds::Beyond) => "ok",
+        (true, Bounds::Demonstration) => "ok: overlap caught, fencing rejected it",
     };
     let mut line = String::new();
     let _ = write!(
