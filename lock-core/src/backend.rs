@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::{FencingToken, LockName, Result};
+use crate::{Error, FencingToken, LockName, Result};
 
 /// A lock held on the server, as the backend needs it for its next compare-and-set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,15 @@ pub enum Release {
     NotHeld,
 }
 
+/// A lock found by [`Backend::list`].
+#[derive(Debug)]
+pub struct Listed {
+    /// The lock's name, as found on the server.
+    pub name: String,
+    /// Who holds it (`None`: free), or why its record cannot be read.
+    pub holder: Result<Option<LockInfo>>,
+}
+
 /// Notifications that a lock may have changed (released, taken, deleted). An item
 /// means "look again"; the end of the stream means notifications stopped and the
 /// waiter falls back to polling and subscribes again.
@@ -101,6 +110,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn changes(&self, _name: &LockName) -> Result<Changes> {
         Ok(Box::pin(futures::stream::pending()))
     }
+
+    /// Frees `name` if `holder` holds it now, whichever acquisition that is: a
+    /// compare-and-set on the record read, for an operator freeing a stuck holder
+    /// ([`Lock::break_lock`](crate::Lock::break_lock), `lockctl release`). The default
+    /// says the backend cannot.
+    async fn release_holder(&self, _name: &LockName, _holder: &str) -> Result<Release> {
+        Err(Error::Unsupported {
+            reason: "this backend cannot release another process's lock".to_owned(),
+        })
+    }
+
+    /// Every lock whose name starts with `prefix`, sorted by name: held ones, and free
+    /// ones where the backend keeps a record of them (Kubernetes). The default says the
+    /// backend cannot list.
+    async fn list(&self, _prefix: &str) -> Result<Vec<Listed>> {
+        Err(Error::Unsupported {
+            reason: "this backend cannot list its locks".to_owned(),
+        })
+    }
 }
 
 #[async_trait]
@@ -119,5 +147,13 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn changes(&self, name: &LockName) -> Result<Changes> {
         (**self).changes(name).await
+    }
+
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        (**self).release_holder(name, holder).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        (**self).list(prefix).await
     }
 }

@@ -11,7 +11,9 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Backend, Changes, Error, Lease, LockInfo, LockName, Release, Renew, Result, Take};
+use crate::{
+    Backend, Changes, Error, Lease, Listed, LockInfo, LockName, Release, Renew, Result, Take,
+};
 
 /// A backend wrapper that fails or stalls requests on command, as a network fault
 /// would, for tests of what the core does when renewals fail. Clones share the switches.
@@ -124,5 +126,15 @@ impl<B: Backend> Backend for Faulty<B> {
     async fn changes(&self, name: &LockName) -> Result<Changes> {
         self.network().await?;
         self.inner.changes(name).await
+    }
+
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        self.network().await?;
+        self.inner.release_holder(name, holder).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.network().await?;
+        self.inner.list(prefix).await
     }
 }

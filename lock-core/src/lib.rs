@@ -67,6 +67,7 @@
 
 mod backend;
 mod backoff;
+mod breaking;
 mod election;
 mod error;
 mod faults;
@@ -75,6 +76,7 @@ mod lock;
 mod memory;
 mod metrics;
 mod name;
+mod observe;
 mod register;
 mod release;
 mod renewal;
@@ -87,7 +89,8 @@ mod validity;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{Backend, Changes, Lease, LockInfo, Release, Renew, Take};
+pub use backend::{Backend, Changes, Lease, Listed, LockInfo, Release, Renew, Take};
+pub use breaking::Broken;
 pub use election::{
     DEFAULT_DRAIN_TIMEOUT, Health, LeaderElector, LeaderState, Leadership, ShutdownHandle,
 };

@@ -34,10 +34,10 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    backend: Arc<dyn Backend>,
-    name: LockName,
-    identity: Arc<str>,
-    timing: Timing,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) name: LockName,
+    pub(crate) identity: Arc<str>,
+    pub(crate) timing: Timing,
 }
 
 impl std::fmt::Debug for Lock {

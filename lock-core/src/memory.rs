@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    Backend, Changes, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
+    Backend, Changes, FencingToken, Lease, Listed, LockInfo, LockName, Release, Renew, Result, Take,
 };
 
 /// Tokens come from one process-wide counter, so they grow across every lock and every
@@ -169,6 +169,36 @@ impl Backend for MemoryBackend {
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
         let now = Instant::now();
         Ok(self.with_slot(name, |slot| slot.live(now).map(|r| r.info(now))))
+    }
+
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        let now = Instant::now();
+        Ok(self.with_slot(name, |slot| {
+            if slot.live(now).is_none_or(|record| record.holder != holder) {
+                return Release::NotHeld;
+            }
+            slot.record = None;
+            slot.notify();
+            Release::Released
+        }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let now = Instant::now();
+        let locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut listed: Vec<Listed> = locks
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with(prefix))
+            .filter_map(|(name, slot)| {
+                let record = slot.live(now)?;
+                Some(Listed {
+                    name: name.to_string(),
+                    holder: Ok(Some(record.info(now))),
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
     }
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {

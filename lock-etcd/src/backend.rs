@@ -14,7 +14,8 @@ use etcd_client::{
 };
 use futures::StreamExt;
 use lock_core::{
-    Backend, Changes, Error, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
+    Backend, Changes, Error, FencingToken, Lease, Listed, LockInfo, LockName, Release, Renew,
+    Result, Take,
 };
 
 use crate::{
@@ -255,6 +256,71 @@ impl Backend for EtcdBackend {
         } else {
             Release::NotHeld
         })
+    }
+
+    /// Reads the key and, if `holder` holds it, deletes it in a transaction guarded by
+    /// the key's `create_revision` (that acquisition), then revokes its etcd lease.
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        let mut client = self.client.clone();
+        let key = self.key(name);
+        let response = client
+            .get(key.as_str(), None::<GetOptions>)
+            .await
+            .map_err(|e| lock_error(e, "read the lock"))?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(Release::NotHeld);
+        };
+        if Record::read(name.as_str(), kv)?.holder != holder {
+            return Ok(Release::NotHeld);
+        }
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                kv.create_revision(),
+            )])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        let deleted = client
+            .txn(txn)
+            .await
+            .map_err(|e| lock_error(e, "release the lock"))?
+            .succeeded();
+        if !deleted {
+            return Ok(Release::NotHeld);
+        }
+        self.revoke(kv.lease()).await;
+        Ok(Release::Released)
+    }
+
+    /// One range read of the prefix, and each key's remaining lease time.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut client = self.client.clone();
+        let response = client
+            .get(
+                format!("{}{prefix}", self.prefix),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await
+            .map_err(|e| lock_error(e, "list the locks"))?;
+        let mut listed = Vec::new();
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key());
+            let name = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
+            let holder = match LockName::new(&name) {
+                Ok(lock) => {
+                    let remaining = client
+                        .lease_time_to_live(kv.lease(), None)
+                        .await
+                        .map_or(None, |ttl| Some(ttl.ttl()));
+                    let expires_in =
+                        remaining.map(|s| Duration::from_secs(s.max(0).unsigned_abs()));
+                    self.info(&lock, kv, expires_in).map(Some)
+                }
+                Err(error) => Err(error),
+            };
+            listed.push(Listed { name, holder });
+        }
+        Ok(listed)
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {

@@ -19,12 +19,12 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{ObjectMeta, PostParams},
+    api::{ListParams, ObjectMeta, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
 use lock_core::{
-    Backend, Changes, Error, FencingToken, Lease as Held, LockInfo, LockName, Release, Renew,
-    Result, Take,
+    Backend, Changes, Error, FencingToken, Lease as Held, Listed, LockInfo, LockName, Release,
+    Renew, Result, Take,
 };
 
 use crate::{
@@ -348,6 +348,54 @@ impl Backend for KubeBackend {
         } else {
             Release::NotHeld
         })
+    }
+
+    /// Reads the Lease and, if `holder` holds it, writes the released record guarded by
+    /// the resourceVersion read (re-read and re-checked on conflict).
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        let name = name.as_str();
+        let mut current = self.inner.current(name, true).await?;
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(lease) = current else {
+                return Ok(Release::NotHeld);
+            };
+            if Record::read(&lease)?.holder.as_deref() != Some(holder) {
+                return Ok(Release::NotHeld);
+            }
+            let spec = record::released(lease.spec.clone().unwrap_or_default(), record::now());
+            match self.inner.replace(name, lease, spec).await? {
+                Write::Done(_) => return Ok(Release::Released),
+                Write::Gone => return Ok(Release::NotHeld),
+                Write::Conflict => current = self.inner.current(name, true).await?,
+            }
+        }
+        Err(Error::transient(format!(
+            "could not release lease {name}: other writers kept changing it"
+        )))
+    }
+
+    /// One list of the namespace's Leases; each is also an observation of it.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let leases = self
+            .inner
+            .api
+            .list(&ListParams::default())
+            .await
+            .map_err(|error| lock_error(error, &self.inner.namespace, "list leases"))?;
+        let mut listed: Vec<Listed> = leases
+            .items
+            .into_iter()
+            .filter_map(|lease| {
+                let name = lease.metadata.name.clone()?;
+                name.starts_with(prefix).then(|| {
+                    self.inner.known.saw(&lease);
+                    let holder = Record::read(&lease).map(|record| self.inner.info(&name, &record));
+                    Listed { name, holder }
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {

@@ -5,9 +5,10 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lock_core::{
-    Backend, Changes, Error, FencingToken, Lease, LockInfo, LockName, Release, Renew, Result, Take,
+    Backend, Changes, Error, FencingToken, Lease, Listed, LockInfo, LockName, Release, Renew,
+    Result, Take,
 };
-use redis::{Client, aio::ConnectionManager};
+use redis::{AsyncCommands, AsyncIter, Client, aio::ConnectionManager};
 use tokio::sync::broadcast;
 
 use crate::{error::lock_error, scripts, subscriber::Subscriber};
@@ -106,6 +107,18 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
+/// `text` with Redis' glob characters escaped, to match it literally.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// A value from the server as text; bytes that are not UTF-8 were not written by us.
 fn text(name: &LockName, value: Vec<u8>) -> Result<String> {
     String::from_utf8(value).map_err(|error| Error::Malformed {
@@ -200,6 +213,59 @@ impl Backend for RedisBackend {
         } else {
             Release::NotHeld
         })
+    }
+
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        let keys = self.keys(name);
+        let released: i64 = scripts::RELEASE_HOLDER
+            .key(&keys.lock)
+            .key(&keys.channel)
+            .arg(holder)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "release the lock"))?;
+        Ok(if released == 1 {
+            Release::Released
+        } else {
+            Release::NotHeld
+        })
+    }
+
+    /// SCANs for the lock keys under the prefix (never KEYS, which blocks the server),
+    /// then describes each.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let pattern = format!("{}{{{prefix}*}}", glob_escape(&self.prefix));
+        let mut connection = self.connection.clone();
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut scan: AsyncIter<'_, String> = connection
+                .scan_match(&pattern)
+                .await
+                .map_err(|e| lock_error(e, prefix, "list the locks"))?;
+            while let Some(key) = scan.next_item().await {
+                keys.push(key.map_err(|e| lock_error(e, prefix, "list the locks"))?);
+            }
+        }
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|key| {
+                key.strip_prefix(self.prefix.as_str())?
+                    .strip_prefix('{')?
+                    .strip_suffix('}')
+            })
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut listed = Vec::new();
+        for name in names {
+            let holder = match LockName::new(&name) {
+                Ok(lock) => self.describe(&lock).await,
+                Err(error) => Err(error),
+            };
+            listed.push(Listed { name, holder });
+        }
+        Ok(listed)
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {

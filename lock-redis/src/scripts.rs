@@ -72,6 +72,24 @@ return 0
     )
 });
 
+/// Deletes the lock if the given holder holds it (whichever acquisition), and tells the
+/// waiters.
+///
+/// KEYS: lock, channel. ARGV: holder. Returns 1 if released, 0 if not held by it.
+pub(crate) static RELEASE_HOLDER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held and string.match(held, '^v1:%d+:%d+:(.*)$') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[2], 'released')
+  return 1
+end
+return 0
+",
+    )
+});
+
 /// The lock's value and remaining time, read together.
 ///
 /// KEYS: lock. Returns `{1, value, pttl}`, or `{0, '', 0}` if free.

@@ -1,0 +1,104 @@
+//! Breaking a lock: freeing it from a holder that cannot or will not release it.
+
+use std::future::Future;
+
+use crate::{Error, FencingToken, Lock, LockInfo, Release, Result, Take};
+
+/// How many times a break frees the lock and tries to take it before giving up.
+const BREAK_ATTEMPTS: usize = 3;
+
+/// What [`Lock::break_lock`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    /// Who held the lock when the break began (`None`: it was free).
+    pub previous: Option<LockInfo>,
+    /// The token the break took and gave back, larger than the broken holder's. `None`
+    /// if a waiting contender took the lock first once it was free: its token is larger
+    /// still.
+    pub token: Option<FencingToken>,
+    /// The contender that took the lock first, if one did.
+    pub taken_by: Option<LockInfo>,
+}
+
+impl Lock {
+    /// Forcibly frees the lock, whoever holds it: releases the holder's record (a
+    /// compare-and-set on the record read, never a blind delete), then takes the lock
+    /// under this lock's identity, so that the next token is issued, and releases it at
+    /// once.
+    ///
+    /// The broken holder's guard reports the loss at its next renewal. Its fenced writes
+    /// are rejected at once by stores fenced by the lock's own record (etcd's
+    /// `fenced_txn`), and by stores fenced by a high-water mark (`FencedRegister`,
+    /// `fenced_update`, `fenced_put`, `fenced_set`) as soon as a newer token has written.
+    ///
+    /// ```
+    /// use lock_core::{Lock, LossReason, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> lock_core::Result<()> {
+    /// let backend = MemoryBackend::new();
+    /// let stuck = Lock::new(backend.clone(), "report", "pod-a")?.acquire().await?;
+    ///
+    /// let broken = Lock::new(backend, "report", "operator")?.break_lock().await?;
+    /// assert_eq!(broken.previous.map(|p| p.holder).as_deref(), Some("pod-a"));
+    /// assert!(broken.token > Some(stuck.token()));
+    /// assert_eq!(stuck.lost().await, LossReason::NotHeld);
+    /// # Ok(()) }
+    /// ```
+    pub async fn break_lock(&self) -> Result<Broken> {
+        let previous = self.holder().await?;
+        for _ in 0..BREAK_ATTEMPTS {
+            if let Some(current) = self.holder().await? {
+                let freed = self
+                    .bounded(
+                        "break",
+                        self.backend.release_holder(&self.name, &current.holder),
+                    )
+                    .await?;
+                if freed == Release::NotHeld {
+                    continue; // it changed hands meanwhile: look again
+                }
+            }
+            let taken = self
+                .bounded(
+                    "break",
+                    self.backend
+                        .take(&self.name, &self.identity, self.timing.ttl()),
+                )
+                .await?;
+            match taken {
+                Take::Acquired(lease) => {
+                    self.bounded("break", self.backend.release(&lease)).await?;
+                    return Ok(Broken {
+                        previous,
+                        token: Some(lease.token),
+                        taken_by: None,
+                    });
+                }
+                Take::Held(info) if previous.as_ref().is_none_or(|p| p.holder != info.holder) => {
+                    return Ok(Broken {
+                        previous,
+                        token: None,
+                        taken_by: Some(info),
+                    });
+                }
+                Take::Held(_) => {} // the broken holder took it again: once more
+            }
+        }
+        Err(Error::transient(format!(
+            "lock {} was taken again by its holder {BREAK_ATTEMPTS} times while breaking it",
+            self.name
+        )))
+    }
+
+    /// Runs one backend request within the request timeout.
+    async fn bounded<T>(&self, what: &str, request: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.timing.request_timeout(), request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::transient(format!(
+                    "{what} of lock {} timed out",
+                    self.name
+                )))
+            })
+    }
+}

@@ -1,0 +1,298 @@
+//! The subcommands, over any backend.
+
+use std::{
+    io::{BufRead, Write},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use futures::StreamExt;
+use lock_core::{Backend, DEFAULT_TTL, Error, Lock, LockName, Release, Timing};
+
+use crate::{
+    cli::{Command, Output},
+    exit::{Exit, Failure},
+    show::State,
+};
+
+/// How often `watch` looks again when the backend sends no notification (so that an
+/// expiry shows).
+const WATCH_POLL: Duration = Duration::from_secs(1);
+
+/// Where a command writes and reads.
+pub struct Io<'a> {
+    /// Results.
+    pub out: &'a mut (dyn Write + Send),
+    /// Prompts and progress.
+    pub err: &'a mut (dyn Write + Send),
+    /// Answers to prompts.
+    pub input: &'a mut (dyn BufRead + Send),
+}
+
+/// Runs `command` on `backend`.
+pub async fn execute(
+    backend: Arc<dyn Backend>,
+    command: Command,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    match command {
+        Command::Status { name, output } => status(backend, &name, output, io).await,
+        Command::List { prefix, output } => list(&*backend, &prefix, output, io).await,
+        Command::Watch {
+            name,
+            count,
+            output,
+        } => watch(backend, &name, count, output, io).await,
+        Command::Acquire {
+            name,
+            hold,
+            until_signal: _,
+            wait,
+            ttl,
+            identity,
+        } => {
+            let identity = identity.unwrap_or_else(default_identity);
+            acquire(backend, &name, &identity, ttl, hold, wait, io).await
+        }
+        Command::Release { name, holder } => release(&*backend, &name, &holder, io).await,
+        Command::Break { name, yes } => break_lock(backend, &name, yes, io).await,
+    }
+}
+
+/// `lockctl@HOST-PID`: who lockctl acts as unless told otherwise.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("lockctl@{host}-{}", std::process::id())
+}
+
+fn observer(backend: Arc<dyn Backend>, name: &str) -> Result<Lock, Failure> {
+    let timing = Timing::new(DEFAULT_TTL).with_poll_interval(WATCH_POLL);
+    Ok(Lock::builder(backend, name, default_identity())
+        .timing(timing)
+        .build()?)
+}
+
+/// A description as a state; a record not written by this library is shown, not fatal.
+fn state(
+    name: &str,
+    described: lock_core::Result<Option<lock_core::LockInfo>>,
+) -> Result<State, Failure> {
+    match described {
+        Ok(info) => Ok(State::new(name, info.as_ref(), SystemTime::now())),
+        Err(Error::Malformed { reason, .. }) => Ok(State::unreadable(name, reason)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn status(
+    backend: Arc<dyn Backend>,
+    name: &str,
+    output: Output,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let lock = observer(backend, name)?;
+    let state = state(name, lock.holder().await)?;
+    match output {
+        Output::Text => writeln!(io.out, "{}", state.block())?,
+        Output::Json => writeln!(io.out, "{}", state.json())?,
+    }
+    Ok(Exit::Ok)
+}
+
+async fn list(
+    backend: &dyn Backend,
+    prefix: &str,
+    output: Output,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let listed = backend.list(prefix).await?;
+    if output == Output::Text {
+        writeln!(io.out, "{}", State::header())?;
+    }
+    for lock in listed {
+        let state = state(&lock.name, lock.holder)?;
+        match output {
+            Output::Text => writeln!(io.out, "{}", state.row())?,
+            Output::Json => writeln!(io.out, "{}", state.json())?,
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+async fn watch(
+    backend: Arc<dyn Backend>,
+    name: &str,
+    count: Option<usize>,
+    output: Output,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let lock = observer(backend, name)?;
+    let mut states = lock.observe();
+    let mut last = None;
+    let mut printed = 0;
+    loop {
+        let item = tokio::select! {
+            item = states.next() => item,
+            () = interrupted() => return Ok(Exit::Ok),
+        };
+        let Some(described) = item else {
+            return Ok(Exit::Ok);
+        };
+        let state = match state(name, described) {
+            Ok(state) => state,
+            Err(failure) => {
+                writeln!(io.err, "lockctl: {failure} (still watching)")?;
+                continue;
+            }
+        };
+        if last.as_ref() == Some(&state.key()) {
+            continue;
+        }
+        match output {
+            Output::Text => writeln!(io.out, "{}", state.line(SystemTime::now()))?,
+            Output::Json => writeln!(io.out, "{}", state.json())?,
+        }
+        io.out.flush()?;
+        last = Some(state.key());
+        printed += 1;
+        if count.is_some_and(|count| printed >= count) {
+            return Ok(Exit::Ok);
+        }
+    }
+}
+
+async fn acquire(
+    backend: Arc<dyn Backend>,
+    name: &str,
+    identity: &str,
+    ttl: Duration,
+    hold: Option<Duration>,
+    wait: Option<Duration>,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let lock = Lock::builder(backend, name, identity)
+        .timing(Timing::new(ttl))
+        .build()?;
+    let acquiring = async {
+        match wait {
+            Some(wait) => lock.acquire_timeout(wait).await,
+            None => lock.acquire().await,
+        }
+    };
+    let guard = tokio::select! {
+        guard = acquiring => guard?,
+        () = interrupted() => {
+            return Err(Failure::new(Exit::NotHeld, format!("interrupted before {name} was acquired")));
+        }
+    };
+    writeln!(
+        io.out,
+        "acquired {name} token={} holder={identity}",
+        guard.token()
+    )?;
+    io.out.flush()?;
+    let held = async {
+        match hold {
+            Some(hold) => tokio::time::sleep(hold).await,
+            None => interrupted().await,
+        }
+    };
+    tokio::select! {
+        () = held => {}
+        reason = guard.lost() => {
+            return Err(Failure::new(Exit::Lost, format!("lost {name} while holding it: {reason:?}")));
+        }
+    }
+    guard.release().await?;
+    writeln!(io.out, "released {name}")?;
+    Ok(Exit::Ok)
+}
+
+async fn release(
+    backend: &dyn Backend,
+    name: &str,
+    holder: &str,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let lock_name = LockName::new(name)?;
+    match backend.release_holder(&lock_name, holder).await? {
+        Release::Released => {
+            writeln!(io.out, "released {name} (held by {holder})")?;
+            Ok(Exit::Ok)
+        }
+        Release::NotHeld => Err(Failure::new(
+            Exit::NotHeld,
+            format!("{name} is not held by {holder}; nothing was changed"),
+        )),
+    }
+}
+
+async fn break_lock(
+    backend: Arc<dyn Backend>,
+    name: &str,
+    yes: bool,
+    io: Io<'_>,
+) -> Result<Exit, Failure> {
+    let lock = observer(backend, name)?;
+    let Some(current) = lock.holder().await? else {
+        writeln!(io.out, "{name} is free; nothing to break")?;
+        return Ok(Exit::Ok);
+    };
+    if !yes {
+        let token = current
+            .token
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        write!(
+            io.err,
+            "Break {name}, held by {} (token {token})? The holder loses the lock. [y/N] ",
+            current.holder
+        )?;
+        io.err.flush()?;
+        let mut answer = String::new();
+        io.input.read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err(Failure::new(
+                Exit::Aborted,
+                format!("{name} was not broken"),
+            ));
+        }
+    }
+    let broken = lock.break_lock().await?;
+    let previous = broken
+        .previous
+        .map_or_else(|| "nobody".to_owned(), |p| p.holder);
+    match (broken.token, broken.taken_by) {
+        (Some(token), _) => writeln!(
+            io.out,
+            "broke {name}: {previous} superseded by token={token}; the lock is free"
+        )?,
+        (None, Some(next)) => writeln!(
+            io.out,
+            "broke {name}: {previous} superseded; {} took it at once",
+            next.holder
+        )?,
+        (None, None) => writeln!(io.out, "broke {name}")?,
+    }
+    Ok(Exit::Ok)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

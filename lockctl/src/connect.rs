@@ -1,0 +1,193 @@
+//! From `--backend URL` and the connection flags to a backend.
+
+use std::sync::Arc;
+
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use lock_core::Backend;
+
+use crate::{
+    cli::Connection,
+    exit::{Exit, Failure},
+};
+
+/// Where the locks live, from `--backend`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `kube://NAMESPACE`: Leases in that namespace (`None`: the kubeconfig's).
+    Kube {
+        /// The namespace, if given.
+        namespace: Option<String>,
+    },
+    /// `etcd://HOST:PORT/PREFIX`.
+    Etcd {
+        /// `HOST:PORT`.
+        endpoint: String,
+        /// The key prefix (lock-etcd's default if none is given).
+        prefix: String,
+    },
+    /// `redis://...` or `rediss://...`, passed to Redis as is.
+    Redis {
+        /// The URL.
+        url: String,
+    },
+}
+
+impl Target {
+    /// Parses a `--backend` value.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!(
+                "{url:?} is not a backend URL: use kube://NAMESPACE, etcd://HOST:PORT/PREFIX or redis://HOST:PORT"
+            ));
+        };
+        match scheme {
+            "kube" => Ok(Target::Kube {
+                namespace: Some(rest.trim_matches('/').to_owned()).filter(|ns| !ns.is_empty()),
+            }),
+            "etcd" => {
+                let (endpoint, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if endpoint.is_empty() {
+                    return Err(format!("{url:?} names no etcd host"));
+                }
+                let endpoint = if endpoint.contains(':') {
+                    endpoint.to_owned()
+                } else {
+                    format!("{endpoint}:2379")
+                };
+                let prefix = if prefix.is_empty() {
+                    lock_etcd::DEFAULT_PREFIX.to_owned()
+                } else {
+                    prefix.to_owned()
+                };
+                Ok(Target::Etcd { endpoint, prefix })
+            }
+            "redis" | "rediss" => Ok(Target::Redis {
+                url: url.to_owned(),
+            }),
+            other => Err(format!(
+                "unknown backend {other:?}: use kube://, etcd://, redis:// or rediss://"
+            )),
+        }
+    }
+}
+
+/// Connects to `target` with the connection flags.
+pub async fn connect(target: &Target, flags: &Connection) -> Result<Arc<dyn Backend>, Failure> {
+    let failed = |what: &str, error: &dyn std::fmt::Display| {
+        Failure::new(Exit::Failed, format!("cannot {what}: {error}"))
+    };
+    match target {
+        Target::Kube { namespace } => {
+            let options = KubeConfigOptions {
+                context: flags.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            let config = match Kubeconfig::read() {
+                Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| failed("read the kubeconfig", &e))?,
+                Err(_) => kube::Config::infer()
+                    .await
+                    .map_err(|e| failed("find a kubeconfig or in-cluster config", &e))?,
+            };
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(|| config.default_namespace.clone());
+            let client = lock_kube::nodelay_client(config)
+                .map_err(|e| failed("build a Kubernetes client", &e))?;
+            Ok(Arc::new(lock_kube::KubeBackend::new(client, &namespace)))
+        }
+        Target::Etcd { endpoint, prefix } => {
+            let mut options = ConnectOptions::new();
+            if let (Some(user), Some(password)) = (&flags.user, &flags.password) {
+                options = options.with_user(user, password);
+            }
+            let scheme = if flags.ca.is_some() || flags.cert.is_some() {
+                let mut tls = TlsOptions::new();
+                if let Some(ca) = &flags.ca {
+                    let pem =
+                        std::fs::read(ca).map_err(|e| failed("read the CA certificate", &e))?;
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
+                    let cert =
+                        std::fs::read(cert).map_err(|e| failed("read the certificate", &e))?;
+                    let key = std::fs::read(key).map_err(|e| failed("read the key", &e))?;
+                    tls = tls.identity(Identity::from_pem(cert, key));
+                }
+                options = options.with_tls(tls);
+                "https"
+            } else {
+                "http"
+            };
+            let client =
+                etcd_client::Client::connect([format!("{scheme}://{endpoint}")], Some(options))
+                    .await
+                    .map_err(|e| failed(&format!("connect to etcd at {endpoint}"), &e))?;
+            Ok(Arc::new(lock_etcd::EtcdBackend::with_prefix(
+                client, prefix,
+            )))
+        }
+        Target::Redis { url } => {
+            if flags.user.is_some() || flags.ca.is_some() || flags.cert.is_some() {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "for Redis, put the user and password in the URL (redis://USER:PASSWORD@HOST:PORT) and use rediss:// for TLS",
+                ));
+            }
+            let backend = lock_redis::RedisBackend::connect(url).await?;
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_urls_name_the_namespace_endpoint_and_prefix() {
+        assert_eq!(
+            Target::parse("kube://team-a"),
+            Ok(Target::Kube {
+                namespace: Some("team-a".into())
+            })
+        );
+        assert_eq!(
+            Target::parse("kube://"),
+            Ok(Target::Kube { namespace: None })
+        );
+        assert_eq!(
+            Target::parse("etcd://10.0.0.1:2379/my-app/locks/"),
+            Ok(Target::Etcd {
+                endpoint: "10.0.0.1:2379".into(),
+                prefix: "my-app/locks/".into()
+            })
+        );
+        assert_eq!(
+            Target::parse("etcd://etcd"),
+            Ok(Target::Etcd {
+                endpoint: "etcd:2379".into(),
+                prefix: lock_etcd::DEFAULT_PREFIX.into()
+            })
+        );
+        assert_eq!(
+            Target::parse("rediss://u:p@cache:6380/2"),
+            Ok(Target::Redis {
+                url: "rediss://u:p@cache:6380/2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn anything_else_is_rejected_saying_what_is_accepted() {
+        for url in ["localhost:2379", "zk://x", "etcd://", "etcd:///prefix"] {
+            let error = Target::parse(url).expect_err(url);
+            assert!(
+                error.contains("etcd") || error.contains("backend"),
+                "{url}: {error}"
+            );
+        }
+    }
+}
