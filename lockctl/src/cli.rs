@@ -28,8 +28,8 @@ Exit codes:
 #[command(name = "lockctl", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Where the locks live: kube://NAMESPACE (the usual kubeconfig; empty for its
-    /// namespace), etcd://HOST:PORT/PREFIX, redis://[USER:PASSWORD@]HOST:PORT[/DB] or
-    /// rediss://...
+    /// namespace), etcd://HOST:PORT/PREFIX, redis://USER:PASSWORD@HOST:PORT/DB (user,
+    /// password and DB optional) or rediss://... for TLS
     #[arg(short, long, env = "LOCKCTL_BACKEND", global = true)]
     pub backend: Option<String>,
 
