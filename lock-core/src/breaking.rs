@@ -41,7 +41,7 @@ impl Lock {
     /// let broken = Lock::new(backend, "report", "operator")?.break_lock().await?;
     /// assert_eq!(broken.previous.map(|p| p.holder).as_deref(), Some("pod-a"));
     /// assert!(broken.token > Some(stuck.token()));
-    /// assert_eq!(stuck.lost().await, LossReason::NotHeld);
+    /// assert_eq!(stuck.lost().await, LossReason::Taken);
     /// # Ok(()) }
     /// ```
     pub async fn break_lock(&self) -> Result<Broken> {

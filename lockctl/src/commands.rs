@@ -205,7 +205,7 @@ async fn acquire(
     tokio::select! {
         () = held => {}
         reason = guard.lost() => {
-            return Err(Failure::new(Exit::Lost, format!("lost {name} while holding it: {reason:?}")));
+            return Err(Failure::new(Exit::Lost, format!("lost {name} while holding it: {reason}")));
         }
     }
     guard.release().await?;
