@@ -7,6 +7,7 @@
 
 mod baselines;
 mod figures;
+mod kle;
 mod leases;
 mod scenarios;
 mod subjects;
@@ -17,6 +18,10 @@ use figures::{Figure, Table};
 use lock_core::MemoryBackend;
 use lock_tests::{Etcd, Kube, Redis, bench::throughput};
 use subjects::Subject;
+
+/// kube-leader-election has no default lease either: its README's.
+const KLE: &str =
+    "kube-leader-election 0.44, 15 s lease polled every 5 s (its README's; no defaults)";
 
 /// kubert has no default lease settings: both of its runs use a 15 s lease.
 const KUBERT: &str = "kubert 0.25 lease, 15 s lease (it has no defaults)";
@@ -125,6 +130,10 @@ async fn main() {
     ];
     let wants = |scenario: &str| args.scenarios.iter().any(|s| s == scenario);
     let repeat = args.repeat;
+    let kle = ["uncontended", "graceful", "crash", "steady"]
+        .iter()
+        .any(|scenario| wants(scenario))
+        .then(kle::build);
 
     if wants("uncontended") {
         Table::start(
@@ -168,6 +177,20 @@ async fn main() {
             p99.push(ms(sample.percentile(0.99)));
         }
         Table::row(&[KUBERT.to_owned(), p50.show(2), p99.show(2), "–".to_owned()]);
+        if let Some(binary) = &kle {
+            let (mut p50, mut p99) = (Figure::default(), Figure::default());
+            for _ in 0..repeat {
+                let sample = kle::uncontended(binary, &kube, 10).await;
+                p50.push(ms(sample.percentile(0.5)));
+                p99.push(ms(sample.percentile(0.99)));
+            }
+            Table::row(&[
+                format!("{KLE}, another process"),
+                p50.show(2),
+                p99.show(2),
+                "–".to_owned(),
+            ]);
+        }
     }
 
     if wants("graceful") {
@@ -194,7 +217,7 @@ async fn main() {
         ] {
             let (mut p50, mut p99) = (Figure::default(), Figure::default());
             for _ in 0..repeat {
-                let sample = baselines::kube_lease_manager_graceful(&kube, settings, 3).await;
+                let sample = baselines::kube_lease_manager_graceful(&kube, settings, 2).await;
                 p50.push(ms(sample.percentile(0.5)));
                 p99.push(ms(sample.percentile(0.99)));
             }
@@ -210,7 +233,7 @@ async fn main() {
         }
         let (mut p50, mut p99) = (Figure::default(), Figure::default());
         for _ in 0..repeat {
-            let sample = baselines::kubert_graceful(&kube, 3).await;
+            let sample = baselines::kubert_graceful(&kube, 2).await;
             p50.push(ms(sample.percentile(0.5)));
             p99.push(ms(sample.percentile(0.99)));
         }
@@ -222,6 +245,22 @@ async fn main() {
             p50.show(0),
             p99.show(0),
         ]);
+        if let Some(binary) = &kle {
+            let (mut p50, mut p99) = (Figure::default(), Figure::default());
+            for _ in 0..repeat {
+                let sample = kle::graceful(binary, &kube, 2).await;
+                p50.push(ms(sample.percentile(0.5)));
+                p99.push(ms(sample.percentile(0.99)));
+            }
+            Table::row(&[
+                format!(
+                    "{KLE} (×{:.0} lock-kube's p50)",
+                    p50.median() / ours_kube.median()
+                ),
+                p50.show(0),
+                p99.show(0),
+            ]);
+        }
     }
 
     if wants("crash") {
@@ -260,12 +299,25 @@ async fn main() {
             p50.show(1),
             max.show(1),
         ]);
+        if let Some(binary) = &kle {
+            let (mut p50, mut max) = (Figure::default(), Figure::default());
+            for _ in 0..repeat {
+                let sample = kle::crash(binary, &kube, 2, 3).await;
+                p50.push(ms(sample.percentile(0.5)));
+                max.push(ms(sample.percentile(1.0)));
+            }
+            Table::row(&[
+                "kube-leader-election 0.44, 2 s lease".to_owned(),
+                p50.show(1),
+                max.show(1),
+            ]);
+        }
     }
 
     if wants("steady") {
-        let hold = Duration::from_secs(30);
+        let hold = Duration::from_secs(20);
         Table::start(
-            "Steady state: server requests per second for one held lock (15 s lease, held 30 s)",
+            "Steady state: server requests per second for one held lock (15 s lease, held 20 s)",
             &["library", "requests/s", "what is counted"],
         );
         for subject in subjects.iter().skip(1) {
@@ -307,6 +359,17 @@ async fn main() {
             rate.show(3),
             "apiserver lease requests".to_owned(),
         ]);
+        if let Some(binary) = &kle {
+            let mut rate = Figure::default();
+            for _ in 0..repeat {
+                rate.push(kle::steady(binary, &kube, hold).await);
+            }
+            Table::row(&[
+                KLE.to_owned(),
+                rate.show(3),
+                "apiserver lease requests".to_owned(),
+            ]);
+        }
     }
 
     if wants("contended") {
