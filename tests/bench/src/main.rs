@@ -122,12 +122,15 @@ async fn main() {
         version("redis-server", "--version"),
         args.repeat
     );
+    let kube_default_client = Subject::KubeDefaultClient(&kube);
     let subjects = [
         Subject::Memory(MemoryBackend::new()),
         Subject::Kube(&kube),
         Subject::Etcd(&etcd),
         Subject::Redis(&redis),
     ];
+    // Kubernetes with kube's default client too, where latency shows Nagle's algorithm.
+    let with_default_client = || subjects.iter().chain(std::iter::once(&kube_default_client));
     let wants = |scenario: &str| args.scenarios.iter().any(|s| s == scenario);
     let repeat = args.repeat;
     let kle = ["uncontended", "graceful", "crash", "steady"]
@@ -140,7 +143,7 @@ async fn main() {
             "Uncontended acquire + release (200 cycles, one warm connection)",
             &["library", "p50 ms", "p99 ms", "server requests per cycle"],
         );
-        for subject in &subjects {
+        for subject in with_default_client() {
             let (mut p50, mut p99, mut requests) =
                 (Figure::default(), Figure::default(), Figure::default());
             for _ in 0..repeat {
@@ -199,7 +202,7 @@ async fn main() {
             &["library", "p50 ms", "p99 ms"],
         );
         let mut ours_kube = Figure::default();
-        for subject in &subjects {
+        for subject in with_default_client() {
             let (mut p50, mut p99) = (Figure::default(), Figure::default());
             for _ in 0..repeat {
                 let sample = scenarios::graceful(subject, 30).await;

@@ -11,8 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub enum Subject<'a> {
     /// lock-core's in-memory backend.
     Memory(MemoryBackend),
-    /// Kubernetes Leases on the harness's kube-apiserver.
+    /// Kubernetes Leases on the harness's kube-apiserver, with `nodelay_client`.
     Kube(&'a Kube),
+    /// The same with kube's default client (Nagle's algorithm on).
+    KubeDefaultClient(&'a Kube),
     /// etcd.
     Etcd(&'a Etcd),
     /// Redis.
@@ -25,6 +27,7 @@ impl Subject<'_> {
         match self {
             Subject::Memory(_) => "memory",
             Subject::Kube(_) => "kube",
+            Subject::KubeDefaultClient(_) => "kube, kube's default client (Nagle on)",
             Subject::Etcd(_) => "etcd",
             Subject::Redis(_) => "redis",
         }
@@ -36,6 +39,10 @@ impl Subject<'_> {
             Subject::Memory(memory) => Arc::new(memory.clone()),
             Subject::Kube(kube) => {
                 let client = lock_kube::nodelay_client(kube.config(false).await).expect("a client");
+                Arc::new(lock_kube::KubeBackend::new(client, kube.namespace()))
+            }
+            Subject::KubeDefaultClient(kube) => {
+                let client = kube::Client::try_from(kube.config(false).await).expect("a client");
                 Arc::new(lock_kube::KubeBackend::new(client, kube.namespace()))
             }
             Subject::Etcd(etcd) => Arc::new(lock_etcd::EtcdBackend::new(etcd.client().await)),
@@ -60,7 +67,9 @@ impl Subject<'_> {
     pub async fn requests(&self) -> Option<f64> {
         match self {
             Subject::Memory(_) => None,
-            Subject::Kube(kube) => Some(kube_lease_requests(kube).await),
+            Subject::Kube(kube) | Subject::KubeDefaultClient(kube) => {
+                Some(kube_lease_requests(kube).await)
+            }
             Subject::Etcd(etcd) => Some(etcd_grpc_calls(etcd.port()).await),
             Subject::Redis(redis) => {
                 // Scripts' own calls count in total_commands_processed; client requests
