@@ -135,10 +135,12 @@ async fn watch(
     let mut states = lock.observe();
     let mut last = None;
     let mut printed = 0;
+    // One listener for the whole watch, so that no signal falls between two waits.
+    let mut interrupt = std::pin::pin!(interrupted());
     loop {
         let item = tokio::select! {
             item = states.next() => item,
-            () = interrupted() => return Ok(Exit::Ok),
+            () = &mut interrupt => return Ok(Exit::Ok),
         };
         let Some(described) = item else {
             return Ok(Exit::Ok);
@@ -178,6 +180,9 @@ async fn acquire(
     let lock = Lock::builder(backend, name, identity)
         .timing(Timing::new(ttl))
         .build()?;
+    // One listener from the start, so that a signal between acquiring and holding is
+    // not lost.
+    let mut interrupt = std::pin::pin!(interrupted());
     let acquiring = async {
         match wait {
             Some(wait) => lock.acquire_timeout(wait).await,
@@ -186,7 +191,7 @@ async fn acquire(
     };
     let guard = tokio::select! {
         guard = acquiring => guard?,
-        () = interrupted() => {
+        () = &mut interrupt => {
             return Err(Failure::new(Exit::NotHeld, format!("interrupted before {name} was acquired")));
         }
     };
@@ -196,10 +201,14 @@ async fn acquire(
         guard.token()
     )?;
     io.out.flush()?;
+    // Held until the time is up or a signal comes, whichever is first.
     let held = async {
         match hold {
-            Some(hold) => tokio::time::sleep(hold).await,
-            None => interrupted().await,
+            Some(hold) => tokio::select! {
+                () = tokio::time::sleep(hold) => {}
+                () = &mut interrupt => {}
+            },
+            None => (&mut interrupt).await,
         }
     };
     tokio::select! {

@@ -190,6 +190,14 @@ async fn every_subcommand(setup: Setup) {
     assert_eq!(next_line(&mut lines).await, format!("released {name}"));
     assert_eq!(exit_code(&mut held).await, 0);
 
+    // acquire --hold: SIGTERM releases before the time is up
+    let (mut held, mut lines) = setup.spawn(&["acquire", &name, "--hold", "1h"]).await;
+    next_line(&mut lines).await;
+    let pid = nix::unistd::Pid::from_raw(held.id().expect("running").try_into().expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    assert_eq!(next_line(&mut lines).await, format!("released {name}"));
+    assert_eq!(exit_code(&mut held).await, 0);
+
     // acquire --wait on a held lock: exit 3
     let other = setup.lock(&name, "pod-b").acquire().await.expect("acquire");
     let waited = setup
