@@ -929,6 +929,12 @@ pub async fn list_finds_the_locks_under_a_prefix(backend: impl Backend) {
         ]
     );
 
+    let literal = backend.list(&format!("{prefix}*")).await.expect("list");
+    assert!(
+        literal.is_empty(),
+        "a prefix is taken literally, never as a pattern: {literal:?}"
+    );
+
     second.release().await.expect("release");
     let after = backend.list(&prefix).await.expect("list");
     let held: Vec<String> = after

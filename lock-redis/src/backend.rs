@@ -234,7 +234,7 @@ impl Backend for RedisBackend {
     /// SCANs for the lock keys under the prefix (never KEYS, which blocks the server),
     /// then describes each.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let pattern = format!("{}{{{prefix}*}}", glob_escape(&self.prefix));
+        let pattern = format!("{}{{{}*}}", glob_escape(&self.prefix), glob_escape(prefix));
         let mut connection = self.connection.clone();
         let mut keys: Vec<String> = Vec::new();
         {
@@ -253,6 +253,7 @@ impl Backend for RedisBackend {
                     .strip_prefix('{')?
                     .strip_suffix('}')
             })
+            .filter(|name| name.starts_with(prefix))
             .map(str::to_owned)
             .collect();
         names.sort();

@@ -157,7 +157,9 @@ async fn watch_prints_a_line_per_change_and_stops_after_count() {
     let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
     let holder = Lock::new(backend.clone(), "reports", "pod-a").expect("valid");
     let changes = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await; // after the first line
+        // Paused time: the watch reads its first state before virtual time moves, so
+        // these sleeps script the order of events; they wait for nothing real.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let guard = holder.acquire().await.expect("acquire");
         tokio::time::sleep(Duration::from_secs(2)).await;
         guard.release().await.expect("release");
