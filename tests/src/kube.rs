@@ -125,7 +125,8 @@ impl Kube {
     }
 
     /// Kills the apiserver with SIGKILL and starts it again on the same port and
-    /// certificates; its etcd keeps every object. Returns once it answers `/readyz`.
+    /// certificates; its etcd keeps every object. Returns once it answers `/readyz` and
+    /// the tests' namespace exists.
     pub async fn restart_apiserver(&mut self) {
         let Cluster::Local { apiserver, .. } = &mut self.cluster else {
             panic!("an external cluster's apiserver cannot be restarted by the tests");
@@ -140,16 +141,21 @@ impl Kube {
         };
         apiserver
             .wait_until_ready(Duration::from_secs(90), || async {
-                let request = http::Request::get("/readyz").body(Vec::new());
-                match request {
-                    Ok(request) => self
-                        .admin()
-                        .await
-                        .request_text(request)
-                        .await
-                        .is_ok_and(|body| body == "ok"),
-                    Err(_) => false,
-                }
+                // `/readyz` says "ok" before the bootstrap controller has created the
+                // `default` namespace the tests use, so wait for that too.
+                let admin = self.admin().await;
+                let ready = http::Request::get("/readyz").body(Vec::new());
+                let namespace =
+                    http::Request::get(format!("/api/v1/namespaces/{}", self.namespace()))
+                        .body(Vec::new());
+                let (Ok(ready), Ok(namespace)) = (ready, namespace) else {
+                    return false;
+                };
+                admin
+                    .request_text(ready)
+                    .await
+                    .is_ok_and(|body| body == "ok")
+                    && admin.request_text(namespace).await.is_ok()
             })
             .await;
     }
