@@ -5,9 +5,11 @@
 pub struct Figure(pub Vec<f64>);
 
 impl Figure {
-    /// Adds one repetition's value.
+    /// Adds one repetition's value; `NaN` (no such figure) is left out.
     pub fn push(&mut self, value: f64) {
-        self.0.push(value);
+        if !value.is_nan() {
+            self.0.push(value);
+        }
     }
 
     fn sorted(&self) -> Vec<f64> {
@@ -16,7 +18,7 @@ impl Figure {
         sorted
     }
 
-    /// The median over repetitions.
+    /// The median over repetitions (`NaN` without any).
     pub fn median(&self) -> f64 {
         let sorted = self.sorted();
         match sorted.len() {
@@ -26,9 +28,11 @@ impl Figure {
         }
     }
 
-    /// `median (min–max)` with `decimals` digits, or `median` for one repetition.
-    pub fn show(&self, decimals: usize) -> String {
+    /// `median (min–max)`, or `median` for one repetition, or `–` for none; with three
+    /// significant digits of the median (at least), so that every figure reads alike.
+    pub fn show(&self) -> String {
         let sorted = self.sorted();
+        let decimals = decimals(self.median());
         match (sorted.first(), sorted.last()) {
             (Some(min), Some(max)) if sorted.len() > 1 => format!(
                 "{:.decimals$} ({min:.decimals$}–{max:.decimals$})",
@@ -40,22 +44,14 @@ impl Figure {
     }
 }
 
-/// A Markdown table, printed as it is filled.
-pub struct Table;
-
-impl Table {
-    /// Prints a title and the header.
-    pub fn start(title: &str, columns: &[&str]) {
-        println!();
-        println!("### {title}");
-        println!();
-        println!("| {} |", columns.join(" | "));
-        println!("|{}|", vec!["---"; columns.len()].join("|"));
-    }
-
-    /// Prints a row.
-    pub fn row(cells: &[String]) {
-        println!("| {} |", cells.join(" | "));
+/// Decimals that show `value` with three significant digits, none for 100 and up.
+fn decimals(value: f64) -> usize {
+    let value = value.abs();
+    if value >= 100.0 || value == 0.0 || !value.is_finite() {
+        0
+    } else {
+        // 10..100 → 1, 1..10 → 2, 0.1..1 → 3, ...
+        (2.0 - value.log10().floor()).clamp(0.0, 6.0) as usize
     }
 }
 
@@ -65,9 +61,20 @@ mod tests {
 
     #[test]
     fn the_median_and_the_spread_of_repetitions() {
-        assert_eq!(Figure(vec![3.0, 1.0, 2.0]).show(1), "2.0 (1.0–3.0)");
-        assert_eq!(Figure(vec![4.0, 1.0]).show(0), "2 (1–4)");
-        assert_eq!(Figure(vec![7.25]).show(2), "7.25");
-        assert_eq!(Figure(Vec::new()).show(2), "–");
+        assert_eq!(Figure(vec![3.0, 1.0, 2.0]).show(), "2.00 (1.00–3.00)");
+        assert_eq!(Figure(vec![400.0, 100.0]).show(), "250 (100–400)");
+        assert_eq!(Figure(vec![7.25]).show(), "7.25");
+        assert_eq!(Figure(vec![0.1234]).show(), "0.123");
+        assert_eq!(Figure(vec![14811.4]).show(), "14811");
+        assert_eq!(Figure(vec![0.0, 0.0]).show(), "0 (0–0)");
+        assert_eq!(Figure(Vec::new()).show(), "–");
+    }
+
+    #[test]
+    fn a_missing_figure_is_left_out() {
+        let mut figure = Figure::default();
+        figure.push(f64::NAN);
+        figure.push(2.0);
+        assert_eq!(figure.show(), "2.00");
     }
 }

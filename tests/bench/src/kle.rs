@@ -4,7 +4,11 @@
 //! `release`, `crash`. It has no default lease; its README's 15 s lease renewed every
 //! 5 s is what it runs with.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use lock_tests::{Kube, bench::Sample};
 use tokio::{
@@ -43,7 +47,7 @@ pub struct Contender {
 
 impl Contender {
     /// Starts a contender for `lease` as `holder` with a lease of `seconds`.
-    pub fn start(binary: &PathBuf, kube: &Kube, lease: &str, holder: &str, seconds: u64) -> Self {
+    pub fn start(binary: &Path, kube: &Kube, lease: &str, holder: &str, seconds: u64) -> Self {
         let kubeconfig = kube.kubeconfig().expect("a kubeconfig");
         let mut child = Command::new(binary)
             .arg(kubeconfig)
@@ -93,7 +97,7 @@ fn fresh(scenario: &str) -> String {
 
 /// Uncontended: acquire a free lease, step down. A fresh lease each time (a process of
 /// its own): after a step-down it waits out the 1 s lease its step-down writes.
-pub async fn uncontended(binary: &PathBuf, kube: &Kube, n: usize) -> Sample {
+pub async fn uncontended(binary: &Path, kube: &Kube, n: usize) -> Sample {
     let mut cycles = Vec::with_capacity(n);
     for _ in 0..n {
         let mut contender = Contender::start(binary, kube, &fresh("kle-uncontended"), "bench", 15);
@@ -106,7 +110,7 @@ pub async fn uncontended(binary: &PathBuf, kube: &Kube, n: usize) -> Sample {
 }
 
 /// The holder steps down → the polling follower holds.
-pub async fn graceful(binary: &PathBuf, kube: &Kube, n: usize) -> Sample {
+pub async fn graceful(binary: &Path, kube: &Kube, n: usize) -> Sample {
     let mut latencies = Vec::with_capacity(n);
     for i in 0..n {
         let lease = fresh("kle-handover");
@@ -126,7 +130,7 @@ pub async fn graceful(binary: &PathBuf, kube: &Kube, n: usize) -> Sample {
 
 /// The holder stops renewing right after acquiring → the follower holds; minus the
 /// lease duration.
-pub async fn crash(binary: &PathBuf, kube: &Kube, seconds: u64, n: usize) -> Sample {
+pub async fn crash(binary: &Path, kube: &Kube, seconds: u64, n: usize) -> Sample {
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         let lease = fresh("kle-crash");
@@ -147,7 +151,7 @@ pub async fn crash(binary: &PathBuf, kube: &Kube, seconds: u64, n: usize) -> Sam
 }
 
 /// Lease requests per second that one held lease costs.
-pub async fn steady(binary: &PathBuf, kube: &Kube, hold: Duration) -> f64 {
+pub async fn steady(binary: &Path, kube: &Kube, hold: Duration) -> f64 {
     let mut holder = Contender::start(binary, kube, &fresh("kle-steady"), "bench", 15);
     holder.run("acquire", "acquired").await;
     let before = crate::subjects::kube_lease_requests(kube).await;

@@ -2,47 +2,43 @@
 //! pick instead, on real servers the harness starts on loopback. Prints Markdown for
 //! BENCHMARKS.md; every figure is the median over repetitions with the min–max beside it.
 //!
+//! Repetitions are the outer loop: repetition 1 of every row of every table, then
+//! repetition 2, and so on, so that each figure's min–max spans the drift of the whole
+//! run, not only of back-to-back repetitions. Progress goes to stderr, the tables to
+//! stdout at the end.
+//!
 //! Run: `cargo run --release -p lock-bench -- [--repeat N] [SCENARIO ...]`, scenarios:
-//! `uncontended graceful crash steady contended many` (default: all).
+//! `uncontended graceful crash steady contended many` (default: all; 5 repetitions).
 
 mod baselines;
 mod figures;
 mod kle;
 mod leases;
+mod library;
+mod measure;
 mod scenarios;
 mod subjects;
+mod table;
 
-use std::time::Duration;
+use std::{path::Path, time::Instant};
 
-use figures::{Figure, Table};
+use baselines::Settings;
+use library::Library;
 use lock_core::MemoryBackend;
-use lock_tests::{Etcd, Kube, Redis, bench::throughput};
+use lock_tests::{Etcd, Kube, Redis};
+use measure::Scenario;
 use subjects::Subject;
-
-/// kube-leader-election has no default lease either: its README's.
-const KLE: &str =
-    "kube-leader-election 0.44, 15 s lease polled every 5 s (its README's; no defaults)";
-
-/// kubert has no default lease settings: both of its runs use a 15 s lease.
-const KUBERT: &str = "kubert 0.25 lease, 15 s lease (it has no defaults)";
-
-const SCENARIOS: [&str; 6] = [
-    "uncontended",
-    "graceful",
-    "crash",
-    "steady",
-    "contended",
-    "many",
-];
+use table::Table;
 
 struct Args {
     repeat: usize,
-    scenarios: Vec<String>,
+    scenarios: Vec<Scenario>,
 }
 
 fn args() -> Args {
-    let mut repeat = 3;
+    let mut repeat = 5;
     let mut scenarios = Vec::new();
+    let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -54,24 +50,19 @@ fn args() -> Args {
                     .expect("--repeat takes a positive number");
             }
             "--help" | "-h" => {
-                println!(
-                    "usage: lock-bench [--repeat N] [{}]...",
-                    SCENARIOS.join("|")
-                );
+                println!("usage: lock-bench [--repeat N] [{}]...", names.join("|"));
                 std::process::exit(0);
             }
-            scenario if SCENARIOS.contains(&scenario) => scenarios.push(arg),
-            other => panic!("unknown argument {other:?}; scenarios: {SCENARIOS:?}"),
+            name => match Scenario::ALL.iter().find(|s| s.name() == name) {
+                Some(scenario) => scenarios.push(*scenario),
+                None => panic!("unknown argument {name:?}; scenarios: {names:?}"),
+            },
         }
     }
     if scenarios.is_empty() {
-        scenarios = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();
+        scenarios = Scenario::ALL.to_vec();
     }
     Args { repeat, scenarios }
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
 }
 
 fn version(program: &str, flag: &str) -> String {
@@ -106,6 +97,81 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {memory:.0} GiB")
 }
 
+/// The servers' libraries measured beside ours.
+struct Servers<'a> {
+    etcd: &'a Etcd,
+    redis: &'a Redis,
+    /// kube-leader-election's contender binary, where a scenario needs it.
+    kle: Option<&'a Path>,
+}
+
+/// The tables of the scenarios asked for, each row a library. `subjects` are ours:
+/// memory, Kubernetes, etcd, Redis, then Kubernetes with kube's default client.
+fn plan<'a>(
+    scenarios: &[Scenario],
+    subjects: &'a [Subject<'a>; 5],
+    servers: &Servers<'a>,
+) -> Vec<Table<'a>> {
+    let [memory, kube, etcd, redis, kube_default_client] = subjects;
+    let ours = |table: &mut Table<'a>, subjects: &[&'a Subject<'a>]| {
+        subjects
+            .iter()
+            .map(|subject| table.row(Library::Ours(subject)))
+            .collect::<Vec<_>>()
+    };
+    let kube_baselines = |table: &mut Table<'a>, versus: usize, seconds: Option<u64>| {
+        let (manager, lease) = match seconds {
+            Some(seconds) => (vec![Settings::Lease(seconds)], seconds),
+            None => (vec![Settings::Defaults, Settings::Lease(15)], 15),
+        };
+        for settings in manager {
+            table.versus(Library::KubeLeaseManager(settings), versus);
+        }
+        table.versus(Library::Kubert(lease), versus);
+        if let Some(binary) = servers.kle {
+            table.versus(Library::KubeLeaderElection(binary, lease), versus);
+        }
+    };
+    let crash_seconds = scenarios::CRASH_TTL.as_secs();
+    scenarios
+        .iter()
+        .map(|&scenario| {
+            let mut table = Table::new(scenario);
+            match scenario {
+                Scenario::Uncontended | Scenario::Graceful => {
+                    let rows = ours(
+                        &mut table,
+                        &[memory, kube, etcd, redis, kube_default_client],
+                    );
+                    kube_baselines(&mut table, rows[1], None);
+                }
+                Scenario::Crash => {
+                    let rows = ours(&mut table, &[memory, kube, etcd, redis]);
+                    kube_baselines(&mut table, rows[1], Some(crash_seconds));
+                }
+                Scenario::Steady => {
+                    let rows = ours(&mut table, &[kube, etcd, redis]);
+                    kube_baselines(&mut table, rows[0], None);
+                    table.footer(
+                        "Counted: apiserver lease requests; etcd gRPC calls (a keep-alive stream \
+                         message counts once per stream); Redis scripts and (un)subscriptions.",
+                    );
+                }
+                Scenario::Contended => {
+                    let rows = ours(&mut table, &[memory, kube, etcd]);
+                    table.versus(Library::EtcdLockRpc(servers.etcd), rows[2]);
+                    let redis_row = table.row(Library::Ours(redis));
+                    table.versus(Library::Rslock(servers.redis), redis_row);
+                }
+                Scenario::Many => {
+                    table.row(Library::Ours(kube));
+                }
+            }
+            table
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
@@ -114,367 +180,57 @@ async fn main() {
         Etcd::start().await,
         Redis::start().await,
     );
+    let repeat = args.repeat;
     println!("Machine: {}.", machine());
     println!(
-        "Servers on 127.0.0.1: kube-apiserver v{}, {}, {}. Each figure: median over {} repetitions (min–max).",
+        "Servers on 127.0.0.1: kube-apiserver v{}, {}, {}. Each figure: median over {repeat} \
+         repetitions (min–max); repetition 1 of every row, then repetition 2, and so on.",
         lock_tests::APISERVER_VERSION,
         version("etcd", "--version"),
         version("redis-server", "--version"),
-        args.repeat
     );
-    let kube_default_client = Subject::KubeDefaultClient(&kube);
     let subjects = [
         Subject::Memory(MemoryBackend::new()),
         Subject::Kube(&kube),
         Subject::Etcd(&etcd),
         Subject::Redis(&redis),
+        // Kubernetes with kube's default client too, where latency shows Nagle's algorithm.
+        Subject::KubeDefaultClient(&kube),
     ];
-    // Kubernetes with kube's default client too, where latency shows Nagle's algorithm.
-    let with_default_client = || subjects.iter().chain(std::iter::once(&kube_default_client));
-    let wants = |scenario: &str| args.scenarios.iter().any(|s| s == scenario);
-    let repeat = args.repeat;
-    let kle = ["uncontended", "graceful", "crash", "steady"]
-        .iter()
-        .any(|scenario| wants(scenario))
-        .then(kle::build);
+    let needs_kle = args.scenarios.iter().any(|scenario| {
+        matches!(
+            scenario,
+            Scenario::Uncontended | Scenario::Graceful | Scenario::Crash | Scenario::Steady
+        )
+    });
+    let kle = needs_kle.then(kle::build);
+    let servers = Servers {
+        etcd: &etcd,
+        redis: &redis,
+        kle: kle.as_deref(),
+    };
+    let mut tables = plan(&args.scenarios, &subjects, &servers);
 
-    if wants("uncontended") {
-        Table::start(
-            "Uncontended acquire + release (200 cycles, one warm connection)",
-            &["library", "p50 ms", "p99 ms", "server requests per cycle"],
-        );
-        for subject in with_default_client() {
-            let (mut p50, mut p99, mut requests) =
-                (Figure::default(), Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let (sample, per_cycle) = scenarios::uncontended(subject, 200).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-                if let Some(per_cycle) = per_cycle {
-                    requests.push(per_cycle);
-                }
+    // Not counted: the first requests on fresh servers are slower.
+    for subject in &subjects {
+        measure::once(Scenario::Uncontended, &Library::Ours(subject), &kube).await;
+    }
+    let started = Instant::now();
+    for repetition in 1..=repeat {
+        for table in &mut tables {
+            for row in 0..table.rows.len() {
+                eprintln!(
+                    "[{:>5.0} s] repetition {repetition} of {repeat}: {}, {}",
+                    started.elapsed().as_secs_f64(),
+                    table.scenario.name(),
+                    table.rows[row].library.label()
+                );
+                let values = measure::once(table.scenario, &table.rows[row].library, &kube).await;
+                table.record(row, &values);
             }
-            Table::row(&[
-                format!("lock-{}", subject.name()),
-                p50.show(2),
-                p99.show(2),
-                requests.show(2),
-            ]);
-        }
-        for settings in [
-            baselines::Settings::Defaults,
-            baselines::Settings::Lease(15),
-        ] {
-            let (mut p50, mut p99) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = baselines::kube_lease_manager_uncontended(&kube, settings, 50).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-            }
-            Table::row(&[settings.label(), p50.show(2), p99.show(2), "–".to_owned()]);
-        }
-        let (mut p50, mut p99) = (Figure::default(), Figure::default());
-        for _ in 0..repeat {
-            let sample = baselines::kubert_uncontended(&kube, 50).await;
-            p50.push(ms(sample.percentile(0.5)));
-            p99.push(ms(sample.percentile(0.99)));
-        }
-        Table::row(&[KUBERT.to_owned(), p50.show(2), p99.show(2), "–".to_owned()]);
-        if let Some(binary) = &kle {
-            let (mut p50, mut p99) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = kle::uncontended(binary, &kube, 10).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-            }
-            Table::row(&[
-                format!("{KLE}, another process"),
-                p50.show(2),
-                p99.show(2),
-                "–".to_owned(),
-            ]);
         }
     }
-
-    if wants("graceful") {
-        Table::start(
-            "Graceful hand-over: the holder releases → the waiter holds (30 hand-overs)",
-            &["library", "p50 ms", "p99 ms"],
-        );
-        let mut ours_kube = Figure::default();
-        for subject in with_default_client() {
-            let (mut p50, mut p99) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = scenarios::graceful(subject, 30).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-            }
-            if subject.name() == "kube" {
-                ours_kube = p50.clone();
-            }
-            Table::row(&[format!("lock-{}", subject.name()), p50.show(2), p99.show(2)]);
-        }
-        for settings in [
-            baselines::Settings::Defaults,
-            baselines::Settings::Lease(15),
-        ] {
-            let (mut p50, mut p99) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = baselines::kube_lease_manager_graceful(&kube, settings, 2).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-            }
-            Table::row(&[
-                format!(
-                    "{} (×{:.0} lock-kube's p50)",
-                    settings.label(),
-                    p50.median() / ours_kube.median()
-                ),
-                p50.show(0),
-                p99.show(0),
-            ]);
-        }
-        let (mut p50, mut p99) = (Figure::default(), Figure::default());
-        for _ in 0..repeat {
-            let sample = baselines::kubert_graceful(&kube, 2).await;
-            p50.push(ms(sample.percentile(0.5)));
-            p99.push(ms(sample.percentile(0.99)));
-        }
-        Table::row(&[
-            format!(
-                "{KUBERT} (×{:.0} lock-kube's p50)",
-                p50.median() / ours_kube.median()
-            ),
-            p50.show(0),
-            p99.show(0),
-        ]);
-        if let Some(binary) = &kle {
-            let (mut p50, mut p99) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = kle::graceful(binary, &kube, 2).await;
-                p50.push(ms(sample.percentile(0.5)));
-                p99.push(ms(sample.percentile(0.99)));
-            }
-            Table::row(&[
-                format!(
-                    "{KLE} (×{:.0} lock-kube's p50)",
-                    p50.median() / ours_kube.median()
-                ),
-                p50.show(0),
-                p99.show(0),
-            ]);
-        }
-    }
-
-    if wants("crash") {
-        Table::start(
-            "Crash hand-over: the holder stops renewing → the waiter holds, minus the 2 s lease (5 crashes)",
-            &["library", "p50 ms", "max ms"],
-        );
-        for subject in &subjects {
-            let (mut p50, mut max) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = scenarios::crash(subject, 5).await;
-                p50.push(ms(sample.percentile(0.5)));
-                max.push(ms(sample.percentile(1.0)));
-            }
-            Table::row(&[format!("lock-{}", subject.name()), p50.show(1), max.show(1)]);
-        }
-        let (mut p50, mut max) = (Figure::default(), Figure::default());
-        for _ in 0..repeat {
-            let sample = baselines::kube_lease_manager_crash(&kube, 2, 3).await;
-            p50.push(ms(sample.percentile(0.5)));
-            max.push(ms(sample.percentile(1.0)));
-        }
-        Table::row(&[
-            "kube-lease-manager 0.13, 2 s lease".to_owned(),
-            p50.show(1),
-            max.show(1),
-        ]);
-        let (mut p50, mut max) = (Figure::default(), Figure::default());
-        for _ in 0..repeat {
-            let sample = baselines::kubert_crash(&kube, 2, 3).await;
-            p50.push(ms(sample.percentile(0.5)));
-            max.push(ms(sample.percentile(1.0)));
-        }
-        Table::row(&[
-            "kubert 0.25 lease, 2 s lease".to_owned(),
-            p50.show(1),
-            max.show(1),
-        ]);
-        if let Some(binary) = &kle {
-            let (mut p50, mut max) = (Figure::default(), Figure::default());
-            for _ in 0..repeat {
-                let sample = kle::crash(binary, &kube, 2, 3).await;
-                p50.push(ms(sample.percentile(0.5)));
-                max.push(ms(sample.percentile(1.0)));
-            }
-            Table::row(&[
-                "kube-leader-election 0.44, 2 s lease".to_owned(),
-                p50.show(1),
-                max.show(1),
-            ]);
-        }
-    }
-
-    if wants("steady") {
-        let hold = Duration::from_secs(20);
-        Table::start(
-            "Steady state: server requests per second for one held lock (15 s lease, held 20 s; a 30 s lease 60 s)",
-            &["library", "requests/s", "what is counted"],
-        );
-        for subject in subjects.iter().skip(1) {
-            let mut rate = Figure::default();
-            for _ in 0..repeat {
-                rate.push(scenarios::steady(subject, hold).await.unwrap_or(f64::NAN));
-            }
-            let counted = match subject.name() {
-                "kube" => "apiserver lease requests",
-                "etcd" => "gRPC calls (a keep-alive stream message counts once per stream)",
-                _ => "scripts and (un)subscriptions",
-            };
-            Table::row(&[
-                format!("lock-{}", subject.name()),
-                rate.show(3),
-                counted.to_owned(),
-            ]);
-        }
-        for settings in [
-            baselines::Settings::Defaults,
-            baselines::Settings::Lease(15),
-        ] {
-            let mut rate = Figure::default();
-            for _ in 0..repeat {
-                // At least two of its renewals in the window: a 30 s lease renews every 25 s.
-                let hold = match settings {
-                    baselines::Settings::Defaults => Duration::from_secs(60),
-                    baselines::Settings::Lease(_) => hold,
-                };
-                rate.push(baselines::kube_lease_manager_steady(&kube, settings, hold).await);
-            }
-            Table::row(&[
-                settings.label(),
-                rate.show(3),
-                "apiserver lease requests".to_owned(),
-            ]);
-        }
-        let mut rate = Figure::default();
-        for _ in 0..repeat {
-            rate.push(baselines::kubert_steady(&kube, hold).await);
-        }
-        Table::row(&[
-            KUBERT.to_owned(),
-            rate.show(3),
-            "apiserver lease requests".to_owned(),
-        ]);
-        if let Some(binary) = &kle {
-            let mut rate = Figure::default();
-            for _ in 0..repeat {
-                rate.push(kle::steady(binary, &kube, hold).await);
-            }
-            Table::row(&[
-                KLE.to_owned(),
-                rate.show(3),
-                "apiserver lease requests".to_owned(),
-            ]);
-        }
-    }
-
-    if wants("contended") {
-        Table::start(
-            &format!(
-                "Contended: {} contenders on one lock for {:?}, cycles per second (fewest–most cycles by one contender)",
-                scenarios::CONTENDERS,
-                scenarios::THROUGHPUT_RUN
-            ),
-            &[
-                "library",
-                "cycles/s",
-                "fairness",
-                "baseline",
-                "baseline cycles/s",
-                "ratio",
-            ],
-        );
-        for subject in &subjects {
-            let (mut ours, mut theirs) = (Figure::default(), Figure::default());
-            let mut spread = String::new();
-            for _ in 0..repeat {
-                let result = scenarios::contended(subject).await;
-                ours.push(result.rate);
-                spread = format!("{}–{}", result.fewest, result.most);
-                let baseline = match subject {
-                    Subject::Etcd(etcd) => {
-                        let name = lock_core::conformance::unique_name("etcd-lock-rpc");
-                        let mut cycles = Vec::new();
-                        for _ in 0..scenarios::CONTENDERS {
-                            cycles.push(baselines::etcd_lock_cycle(etcd, &name).await);
-                        }
-                        Some(throughput(cycles, scenarios::THROUGHPUT_RUN).await.rate)
-                    }
-                    Subject::Redis(redis) => {
-                        let name = lock_core::conformance::unique_name("rslock");
-                        let cycles = (0..scenarios::CONTENDERS)
-                            .map(|_| baselines::rslock_cycle(redis, &name))
-                            .collect();
-                        Some(throughput(cycles, scenarios::THROUGHPUT_RUN).await.rate)
-                    }
-                    _ => None,
-                };
-                if let Some(rate) = baseline {
-                    theirs.push(rate);
-                }
-            }
-            let (baseline, ratio) = match subject.name() {
-                "etcd" => (
-                    "etcd Lock RPC",
-                    format!("{:.2}", ours.median() / theirs.median()),
-                ),
-                "redis" => (
-                    "rslock 0.10",
-                    format!("{:.2}", ours.median() / theirs.median()),
-                ),
-                _ => ("–", "–".to_owned()),
-            };
-            Table::row(&[
-                format!("lock-{}", subject.name()),
-                ours.show(0),
-                spread,
-                baseline.to_owned(),
-                theirs.show(0),
-                ratio,
-            ]);
-        }
-    }
-
-    if wants("many") {
-        Table::start(
-            "1,000 Kubernetes leases held by one process (15 s leases, measured over 30 s)",
-            &[
-                "acquire all",
-                "CPU, % of one core",
-                "resident memory growth MiB",
-                "apiserver lease requests/s",
-            ],
-        );
-        let (mut acquire, mut cpu, mut memory, mut requests) = (
-            Figure::default(),
-            Figure::default(),
-            Figure::default(),
-            Figure::default(),
-        );
-        for _ in 0..repeat {
-            let cost = leases::hold_many(&kube, 1_000, Duration::from_secs(30)).await;
-            acquire.push(cost.acquire_all.as_secs_f64());
-            cpu.push(cost.cpu_percent);
-            memory.push(cost.memory_mib);
-            requests.push(cost.requests_per_second);
-        }
-        Table::row(&[
-            format!("{} s", acquire.show(2)),
-            cpu.show(1),
-            memory.show(1),
-            requests.show(1),
-        ]);
+    for table in &tables {
+        print!("{}", table.markdown());
     }
 }
