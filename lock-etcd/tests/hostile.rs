@@ -8,8 +8,8 @@ use std::time::Duration;
 use etcd_client::PutOptions;
 use lock_core::{Error, Lock, LockName, Timing, conformance::unique_name};
 use lock_etcd::EtcdBackend;
-use lock_tests::Etcd;
-use proptest::{prelude::*, test_runner::TestRunner};
+use lock_tests::{Etcd, Hostile};
+use proptest::prelude::*;
 
 fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
     let json = (
@@ -43,58 +43,50 @@ fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let (_etcd, client) = runtime.block_on(async {
+    let hostile = Hostile::new(64);
+    let (_etcd, client) = hostile.block_on(async {
         let etcd = Etcd::start().await;
         let client = etcd.client().await;
         (etcd, client)
     });
     let backend = EtcdBackend::new(client.clone());
-    let mut runner = TestRunner::new(ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(64)
-    });
-    runner
-        .run(&(foreign_value(), any::<bool>()), |(value, leased)| {
-            let mut client = client.clone();
-            runtime.block_on(async {
-                let name = unique_name("foreign");
-                let key = backend.key(&LockName::new(&name).expect("valid"));
-                let options = if leased {
-                    let lease = client.lease_grant(60, None).await.expect("grant");
-                    Some(PutOptions::new().with_lease(lease.id()))
-                } else {
-                    None
-                };
-                client
-                    .put(key.as_str(), value.clone(), options)
-                    .await
-                    .expect("a foreign write");
+    hostile.check((foreign_value(), any::<bool>()), async |(value, leased)| {
+        let mut client = client.clone();
+        let name = unique_name("foreign");
+        let key = backend.key(&LockName::new(&name).expect("valid"));
+        let options = if leased {
+            let lease = client.lease_grant(60, None).await.expect("grant");
+            Some(PutOptions::new().with_lease(lease.id()))
+        } else {
+            None
+        };
+        client
+            .put(key.as_str(), value.clone(), options)
+            .await
+            .expect("a foreign write");
 
-                let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
-                    .timing(Timing::new(Duration::from_secs(3)))
-                    .build()
-                    .expect("a valid lock");
-                let taken = lock.try_acquire().await;
-                prop_assert!(
-                    matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
-                    "{:?} (leased: {leased}) gave {:?}",
-                    String::from_utf8_lossy(&value),
-                    taken.map(|guard| guard.token())
-                );
-                let described = lock.holder().await;
-                prop_assert!(
-                    matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
-                    "{:?} described as {described:?}",
-                    String::from_utf8_lossy(&value)
-                );
-                let after = client.get(key.as_str(), None).await.expect("get");
-                prop_assert_eq!(
-                    after.kvs().first().map(|kv| kv.value()),
-                    Some(value.as_slice())
-                );
-                Ok(())
-            })
-        })
-        .expect("every foreign value is reported and left alone");
+        let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
+            .timing(Timing::new(Duration::from_secs(3)))
+            .build()
+            .expect("a valid lock");
+        let taken = lock.try_acquire().await;
+        prop_assert!(
+            matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
+            "{:?} (leased: {leased}) gave {:?}",
+            String::from_utf8_lossy(&value),
+            taken.map(|guard| guard.token())
+        );
+        let described = lock.holder().await;
+        prop_assert!(
+            matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
+            "{:?} described as {described:?}",
+            String::from_utf8_lossy(&value)
+        );
+        let after = client.get(key.as_str(), None).await.expect("get");
+        prop_assert_eq!(
+            after.kvs().first().map(|kv| kv.value()),
+            Some(value.as_slice())
+        );
+        Ok(())
+    });
 }

@@ -17,8 +17,8 @@ use kube::{
 };
 use lock_core::{Error, Lock, Timing, conformance::unique_name};
 use lock_kube::KubeBackend;
-use lock_tests::Kube;
-use proptest::{prelude::*, test_runner::TestRunner};
+use lock_tests::{Hostile, Kube};
+use proptest::prelude::*;
 
 fn any_time() -> impl Strategy<Value = Option<MicroTime>> {
     // Year 1 to year 9999, in seconds since the epoch.
@@ -58,69 +58,61 @@ fn any_spec() -> impl Strategy<Value = LeaseSpec> {
 
 #[test]
 fn a_held_lease_of_any_shape_is_reported_and_never_taken_and_a_free_one_is_taken() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let (kube, client) = runtime.block_on(async {
+    let hostile = Hostile::new(64);
+    let (kube, client) = hostile.block_on(async {
         let kube = Kube::start().await;
         let client = kube.admin().await;
         (kube, client)
     });
     let leases: Api<Lease> = Api::namespaced(client.clone(), kube.namespace());
     let backend = KubeBackend::new(client, kube.namespace());
-    let mut runner = TestRunner::new(ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(64)
-    });
     let (held_seen, free_seen, refused) = (Cell::new(0), Cell::new(0), Cell::new(0));
-    runner
-        .run(&any_spec(), |spec| {
-            runtime.block_on(async {
-                let name = unique_name("hostile");
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(spec.clone()),
-                };
-                let Ok(created) = leases.create(&PostParams::default(), &lease).await else {
-                    refused.set(refused.get() + 1); // the apiserver's own validation
-                    return Ok(());
-                };
-                let held = spec
-                    .holder_identity
-                    .as_deref()
-                    .is_some_and(|h| !h.is_empty());
-                let seen = if held { &held_seen } else { &free_seen };
-                seen.set(seen.get() + 1);
-                let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
-                    .timing(Timing::new(Duration::from_secs(3)))
-                    .build()
-                    .expect("a valid lock");
-                let taken = lock.try_acquire().await;
-                let described = lock.holder().await;
-                match taken {
-                    Err(Error::Held { .. } | Error::Malformed { .. }) => {
-                        let after = leases.get(&name).await.expect("the lease");
-                        prop_assert_eq!(
-                            after.metadata.resource_version,
-                            created.metadata.resource_version,
-                            "never changed"
-                        );
-                        prop_assert!(
-                            matches!(described, Ok(_) | Err(Error::Malformed { .. })),
-                            "{spec:?} described as {described:?}"
-                        );
-                    }
-                    Ok(guard) => {
-                        prop_assert!(!held, "{spec:?} was held, yet taken");
-                        guard.release().await.expect("release");
-                    }
-                    Err(other) => prop_assert!(false, "{spec:?} gave {other:?}"),
-                }
-                Ok(())
-            })
-        })
-        .expect("every Lease is handled safely");
+    hostile.check(any_spec(), async |spec| {
+        let name = unique_name("hostile");
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec.clone()),
+        };
+        let Ok(created) = leases.create(&PostParams::default(), &lease).await else {
+            refused.set(refused.get() + 1); // the apiserver's own validation
+            return Ok(());
+        };
+        let held = spec
+            .holder_identity
+            .as_deref()
+            .is_some_and(|h| !h.is_empty());
+        let seen = if held { &held_seen } else { &free_seen };
+        seen.set(seen.get() + 1);
+        let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
+            .timing(Timing::new(Duration::from_secs(3)))
+            .build()
+            .expect("a valid lock");
+        let taken = lock.try_acquire().await;
+        let described = lock.holder().await;
+        match taken {
+            Err(Error::Held { .. } | Error::Malformed { .. }) => {
+                let after = leases.get(&name).await.expect("the lease");
+                prop_assert_eq!(
+                    after.metadata.resource_version,
+                    created.metadata.resource_version,
+                    "never changed"
+                );
+                prop_assert!(
+                    matches!(described, Ok(_) | Err(Error::Malformed { .. })),
+                    "{spec:?} described as {described:?}"
+                );
+            }
+            Ok(guard) => {
+                prop_assert!(!held, "{spec:?} was held, yet taken");
+                guard.release().await.expect("release");
+            }
+            Err(other) => prop_assert!(false, "{spec:?} gave {other:?}"),
+        }
+        Ok(())
+    });
     println!(
         "held Leases: {}, free Leases: {}, refused by the apiserver: {}",
         held_seen.get(),

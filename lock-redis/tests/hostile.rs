@@ -7,16 +7,9 @@ use std::time::Duration;
 
 use lock_core::{Error, Lock, LockName, Timing, conformance::unique_name};
 use lock_redis::RedisBackend;
-use lock_tests::Redis;
-use proptest::{prelude::*, test_runner::TestRunner};
+use lock_tests::{Hostile, Redis};
+use proptest::prelude::*;
 use redis::AsyncCommands;
-
-fn runner() -> TestRunner {
-    TestRunner::new(ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(64)
-    })
-}
 
 fn lock(backend: &RedisBackend, name: &str) -> Lock {
     Lock::builder(backend.clone(), name, "pod")
@@ -36,46 +29,42 @@ fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let (redis, backend) = runtime.block_on(async {
+    let hostile = Hostile::new(64);
+    let (redis, backend) = hostile.block_on(async {
         let redis = Redis::start().await;
         let backend = RedisBackend::connect(&redis.url()).await.expect("connect");
         (redis, backend)
     });
     let strategy = (foreign_value(), any::<bool>());
-    runner()
-        .run(&strategy, |(value, expires)| {
-            runtime.block_on(async {
-                let name = unique_name("foreign");
-                let key = backend.lock_key(&LockName::new(&name).expect("valid"));
-                let mut connection = redis.connection().await;
-                let mut set = redis::cmd("SET");
-                set.arg(&key).arg(&value);
-                if expires {
-                    set.arg("PX").arg(60_000);
-                }
-                let () = set.query_async(&mut connection).await.expect("set");
+    hostile.check(strategy, async |(value, expires)| {
+        let name = unique_name("foreign");
+        let key = backend.lock_key(&LockName::new(&name).expect("valid"));
+        let mut connection = redis.connection().await;
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(&value);
+        if expires {
+            set.arg("PX").arg(60_000);
+        }
+        let () = set.query_async(&mut connection).await.expect("set");
 
-                let lock = lock(&backend, &name);
-                let taken = lock.try_acquire().await;
-                prop_assert!(
-                    matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
-                    "{:?} gave {:?}",
-                    String::from_utf8_lossy(&value),
-                    taken.map(|guard| guard.token())
-                );
-                let described = lock.holder().await;
-                prop_assert!(
-                    matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
-                    "{:?} described as {described:?}",
-                    String::from_utf8_lossy(&value)
-                );
-                let after: Vec<u8> = connection.get(&key).await.expect("get");
-                prop_assert_eq!(after, value, "never changed");
-                Ok(())
-            })
-        })
-        .expect("every foreign value is reported and left alone");
+        let lock = lock(&backend, &name);
+        let taken = lock.try_acquire().await;
+        prop_assert!(
+            matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
+            "{:?} gave {:?}",
+            String::from_utf8_lossy(&value),
+            taken.map(|guard| guard.token())
+        );
+        let described = lock.holder().await;
+        prop_assert!(
+            matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
+            "{:?} described as {described:?}",
+            String::from_utf8_lossy(&value)
+        );
+        let after: Vec<u8> = connection.get(&key).await.expect("get");
+        prop_assert_eq!(after, value, "never changed");
+        Ok(())
+    });
 }
 
 /// What the scripts can count on: digits only, below 2^53.
@@ -91,8 +80,8 @@ fn countable(counter: &str) -> Option<u64> {
 
 #[test]
 fn a_token_counter_is_used_only_if_it_counts_and_then_the_token_is_larger() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let (redis, backend) = runtime.block_on(async {
+    let hostile = Hostile::new(64);
+    let (redis, backend) = hostile.block_on(async {
         let redis = Redis::start().await;
         let backend = RedisBackend::connect(&redis.url()).await.expect("connect");
         (redis, backend)
@@ -110,38 +99,34 @@ fn a_token_counter_is_used_only_if_it_counts_and_then_the_token_is_larger() {
         Just(" 12".to_owned()),
         Just("9007199254740993".to_owned()),
     ];
-    runner()
-        .run(&strategy, |counter| {
-            runtime.block_on(async {
-                let name = unique_name("counter");
-                let key = backend.lock_key(&LockName::new(&name).expect("valid"));
-                let mut connection = redis.connection().await;
-                let () = connection
-                    .set(format!("{key}:token"), &counter)
-                    .await
-                    .expect("set");
-                match (
-                    lock(&backend, &name).try_acquire().await,
-                    countable(&counter),
-                ) {
-                    (Ok(guard), Some(before)) => {
-                        prop_assert!(guard.token().get() > before, "{counter:?}");
-                        guard.release().await.expect("release");
-                    }
-                    (Err(Error::Malformed { .. }), None) => {
-                        let free: Option<String> = connection.get(&key).await.expect("get");
-                        prop_assert_eq!(free, None, "nothing taken on a malformed counter");
-                    }
-                    (other, countable) => prop_assert!(
-                        false,
-                        "counter {counter:?} (countable: {countable:?}) gave {:?}",
-                        other.map(|guard| guard.token())
-                    ),
-                }
-                Ok(())
-            })
-        })
-        .expect("every counter is used correctly or reported");
+    hostile.check(strategy, async |counter| {
+        let name = unique_name("counter");
+        let key = backend.lock_key(&LockName::new(&name).expect("valid"));
+        let mut connection = redis.connection().await;
+        let () = connection
+            .set(format!("{key}:token"), &counter)
+            .await
+            .expect("set");
+        match (
+            lock(&backend, &name).try_acquire().await,
+            countable(&counter),
+        ) {
+            (Ok(guard), Some(before)) => {
+                prop_assert!(guard.token().get() > before, "{counter:?}");
+                guard.release().await.expect("release");
+            }
+            (Err(Error::Malformed { .. }), None) => {
+                let free: Option<String> = connection.get(&key).await.expect("get");
+                prop_assert_eq!(free, None, "nothing taken on a malformed counter");
+            }
+            (other, countable) => prop_assert!(
+                false,
+                "counter {counter:?} (countable: {countable:?}) gave {:?}",
+                other.map(|guard| guard.token())
+            ),
+        }
+        Ok(())
+    });
 }
 
 /// Regression: Lua counts in doubles, so a counter of 2^53 + 1 read as 2^53, plus one,

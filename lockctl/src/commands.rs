@@ -8,6 +8,7 @@ use std::{
 
 use futures::StreamExt;
 use lock_core::{Backend, DEFAULT_TTL, Error, Lock, LockName, Release, Timing};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     cli::{Command, Output},
@@ -135,12 +136,12 @@ async fn watch(
     let mut states = lock.observe();
     let mut last = None;
     let mut printed = 0;
-    // One listener for the whole watch, so that no signal falls between two waits.
-    let mut interrupt = std::pin::pin!(interrupted());
+    // Listening from the start, so that no signal falls between two waits.
+    let mut interrupt = Interrupt::listen()?;
     loop {
         let item = tokio::select! {
             item = states.next() => item,
-            () = &mut interrupt => return Ok(Exit::Ok),
+            () = interrupt.recv() => return Ok(Exit::Ok),
         };
         let Some(described) = item else {
             return Ok(Exit::Ok);
@@ -180,9 +181,8 @@ async fn acquire(
     let lock = Lock::builder(backend, name, identity)
         .timing(Timing::new(ttl))
         .build()?;
-    // One listener from the start, so that a signal between acquiring and holding is
-    // not lost.
-    let mut interrupt = std::pin::pin!(interrupted());
+    // Listening from the start, so that a signal right after acquiring is not lost.
+    let mut interrupt = Interrupt::listen()?;
     let acquiring = async {
         match wait {
             Some(wait) => lock.acquire_timeout(wait).await,
@@ -191,7 +191,7 @@ async fn acquire(
     };
     let guard = tokio::select! {
         guard = acquiring => guard?,
-        () = &mut interrupt => {
+        () = interrupt.recv() => {
             return Err(Failure::new(Exit::NotHeld, format!("interrupted before {name} was acquired")));
         }
     };
@@ -206,9 +206,9 @@ async fn acquire(
         match hold {
             Some(hold) => tokio::select! {
                 () = tokio::time::sleep(hold) => {}
-                () = &mut interrupt => {}
+                () = interrupt.recv() => {}
             },
-            None => (&mut interrupt).await,
+            None => interrupt.recv().await,
         }
     };
     tokio::select! {
@@ -290,18 +290,30 @@ async fn break_lock(
     Ok(Exit::Ok)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// SIGINT and SIGTERM, caught from the moment this is made (before any await), so that
+/// a signal that comes before anyone waits for it is kept rather than ending the process.
+struct Interrupt {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Interrupt {
+    fn listen() -> Result<Self, Failure> {
+        let listen = |kind| {
+            signal(kind)
+                .map_err(|e| Failure::new(Exit::Failed, format!("cannot listen for signals: {e}")))
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM (or one that came while nobody waited).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -100,8 +100,15 @@ pub async fn connect(target: &Target, flags: &Connection) -> Result<Arc<dyn Back
         }
         Target::Etcd { endpoint, prefix } => {
             let mut options = ConnectOptions::new();
-            if let (Some(user), Some(password)) = (&flags.user, &flags.password) {
-                options = options.with_user(user, password);
+            match (&flags.user, &flags.password) {
+                (Some(user), Some(password)) => options = options.with_user(user, password),
+                (None, None) => {}
+                _ => {
+                    return Err(Failure::new(
+                        Exit::Usage,
+                        "--user and --password (or LOCKCTL_PASSWORD) go together",
+                    ));
+                }
             }
             let scheme = if flags.ca.is_some() || flags.cert.is_some() {
                 let mut tls = TlsOptions::new();

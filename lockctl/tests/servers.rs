@@ -22,6 +22,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// How to point lockctl at one server, and how to write to a store fenced on it.
 struct Setup {
     url: String,
+    /// Flags besides `--backend`, e.g. TLS files.
+    flags: Vec<String>,
     env: Vec<(String, OsString)>,
     backend: Arc<dyn Backend>,
     /// A fenced write of `value` with `token` to a store of this backend.
@@ -41,6 +43,7 @@ impl Setup {
         command
             .arg("--backend")
             .arg(&self.url)
+            .args(&self.flags)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -49,15 +52,7 @@ impl Setup {
     }
 
     async fn run(&self, args: &[&str]) -> Ran {
-        let output = timeout(LIMIT, self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("lockctl {args:?} did not finish within {LIMIT:?}"))
-            .expect("lockctl runs");
-        Ran {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        ran(self.command(args)).await
     }
 
     async fn spawn(&self, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
@@ -75,6 +70,19 @@ impl Setup {
             .timing(Timing::new(TTL))
             .build()
             .expect("a valid lock")
+    }
+}
+
+/// Runs a lockctl command to its end.
+async fn ran(mut command: Command) -> Ran {
+    let output = timeout(LIMIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("lockctl did not finish within {LIMIT:?}: {command:?}"))
+        .expect("lockctl runs");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -282,6 +290,7 @@ async fn every_subcommand_on_kubernetes() {
         .expect("a ConfigMap");
     every_subcommand(Setup {
         url: format!("kube://{}", kube.namespace()),
+        flags: Vec::new(),
         env: vec![(
             "KUBECONFIG".into(),
             kube.kubeconfig().expect("a kubeconfig").into_os_string(),
@@ -309,7 +318,68 @@ async fn every_subcommand_on_etcd() {
     let store = unique_name("ctl-store");
     every_subcommand(Setup {
         url: format!("etcd://127.0.0.1:{}", etcd.port()),
+        flags: Vec::new(),
         env: Vec::new(),
+        backend: Arc::new(lock_etcd::EtcdBackend::new(client.clone())),
+        fenced: Box::new(move |token, value| {
+            let (client, store) = (client.clone(), store.clone());
+            Box::pin(async move {
+                lock_etcd::fenced_put(&client, &store, value.to_string(), token).await
+            })
+        }),
+    })
+    .await;
+}
+
+/// The TLS and authentication flags reach etcd: every subcommand over mutual TLS as a
+/// user with a password; a wrong password, or no TLS, is refused with exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_on_etcd_over_tls_with_a_client_certificate_and_a_password() {
+    let etcd = Etcd::start_secure().await;
+    let secure = etcd.secure().expect("secured").clone();
+    let file = |name: &str| secure.certificates.file(name).display().to_string();
+    let url = format!("etcd://127.0.0.1:{}", etcd.port());
+    let tls = [
+        "--ca".to_owned(),
+        file("ca.crt"),
+        "--cert".to_owned(),
+        file("client.crt"),
+        "--key".to_owned(),
+        file("client.key"),
+    ];
+    let lockctl = |flags: &[String], password: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lockctl"));
+        command
+            .args(["--backend", &url])
+            .args(flags)
+            .args(["--user", secure.user, "status", "anything"])
+            .env("LOCKCTL_PASSWORD", password)
+            .stdin(Stdio::null());
+        command
+    };
+
+    let wrong_password = ran(lockctl(&tls, "not-the-password")).await;
+    assert_eq!(wrong_password.code, 1, "{}", wrong_password.stdout);
+    assert!(
+        wrong_password.stderr.contains("authentication failed"),
+        "{}",
+        wrong_password.stderr
+    );
+    let without_tls = ran(lockctl(&[], secure.password)).await;
+    assert_eq!(without_tls.code, 1, "{}", without_tls.stdout);
+    let mut without_password = lockctl(&tls, "");
+    without_password.env_remove("LOCKCTL_PASSWORD");
+    let without_password = ran(without_password).await;
+    assert_eq!(without_password.code, 2, "{}", without_password.stderr);
+
+    let client = etcd.client().await;
+    let store = unique_name("ctl-store");
+    let mut flags = tls.to_vec();
+    flags.extend(["--user".to_owned(), secure.user.to_owned()]);
+    every_subcommand(Setup {
+        url,
+        flags,
+        env: vec![("LOCKCTL_PASSWORD".to_owned(), secure.password.into())],
         backend: Arc::new(lock_etcd::EtcdBackend::new(client.clone())),
         fenced: Box::new(move |token, value| {
             let (client, store) = (client.clone(), store.clone());
@@ -331,6 +401,7 @@ async fn every_subcommand_on_redis() {
     let store = unique_name("ctl-store");
     every_subcommand(Setup {
         url: redis.url(),
+        flags: Vec::new(),
         env: Vec::new(),
         backend: Arc::new(backend),
         fenced: Box::new(move |token, value| {

@@ -1,8 +1,14 @@
-//! etcd from Debian's `etcd-server`, on loopback.
+//! etcd from Debian's `etcd-server`, on loopback: plain, or secured with TLS, client
+//! certificates and password authentication.
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use crate::process::{Server, free_port, program};
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+
+use crate::{
+    certificates::Certificates,
+    process::{Server, free_port, program},
+};
 
 /// A single-member etcd cluster on 127.0.0.1, stopped on drop.
 ///
@@ -12,6 +18,20 @@ use crate::process::{Server, free_port, program};
 pub struct Etcd {
     server: Server,
     client_port: u16,
+    secure: Option<Secure>,
+}
+
+/// How a secured etcd is reached: over TLS with a certificate signed by its CA, as the
+/// user `root` with a password.
+#[derive(Clone, Debug)]
+pub struct Secure {
+    /// The CA (`ca.crt`), and the client certificate (`client.crt`, `client.key`, its
+    /// common name `root`).
+    pub certificates: Certificates,
+    /// The user with every right.
+    pub user: &'static str,
+    /// Its password.
+    pub password: &'static str,
 }
 
 /// The member name of the etcd listening on `client_port`, to tell it from any other.
@@ -34,11 +54,40 @@ impl Etcd {
 
     /// Starts the etcd binary at `etcd` and waits until it answers.
     pub async fn start_program(etcd: PathBuf) -> Self {
+        Self::spawn(etcd, false).await
+    }
+
+    /// Starts Debian's etcd secured: clients must speak TLS, present a certificate
+    /// signed by its CA, and authenticate (auth is enabled, user `root`). See
+    /// [`secure`](Etcd::secure) for the files and credentials.
+    pub async fn start_secure() -> Self {
+        let etcd = Self::spawn(program("etcd", "apt-get install etcd-server"), true).await;
+        let mut client = etcd.connect(false).await;
+        let secure = etcd.secure.clone().expect("secured");
+        let enabled = async {
+            client.role_add("root").await?;
+            client.user_add(secure.user, secure.password, None).await?;
+            client.user_grant_role(secure.user, "root").await?;
+            client.auth_enable().await
+        };
+        if let Err(error) = enabled.await {
+            panic!("cannot enable authentication on etcd: {error}");
+        }
+        etcd
+    }
+
+    async fn spawn(etcd: PathBuf, secured: bool) -> Self {
         let dir = Server::make_dir("etcd");
         let (client_port, peer_port) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{client_port}");
+        let secure = secured.then(|| Secure {
+            certificates: Certificates::make(&dir, "root"),
+            user: "root",
+            password: "lock-tests-etcd-password",
+        });
+        let scheme = if secured { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let args: Vec<OsString> = [
+        let mut args = vec![
             format!("--name={}", member_name(client_port)),
             format!("--data-dir={}", dir.join("data").display()),
             format!("--listen-client-urls={client}"),
@@ -49,13 +98,25 @@ impl Etcd {
             "--listen-metrics-urls=".to_owned(),
             "--logger=zap".to_owned(),
             "--log-level=warn".to_owned(),
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
+        ];
+        if let Some(secure) = &secure {
+            let file = |name: &str| secure.certificates.file(name).display().to_string();
+            args.extend([
+                format!("--cert-file={}", file("server.crt")),
+                format!("--key-file={}", file("server.key")),
+                format!("--trusted-ca-file={}", file("ca.crt")),
+                "--client-cert-auth".to_owned(),
+            ]);
+        }
         let etcd = Self {
-            server: Server::spawn("etcd", etcd, args, dir),
+            server: Server::spawn(
+                "etcd",
+                etcd,
+                args.into_iter().map(OsString::from).collect(),
+                dir,
+            ),
             client_port,
+            secure,
         };
         etcd.wait_until_ready().await;
         etcd
@@ -66,7 +127,8 @@ impl Etcd {
         self.server
             .wait_until_ready(Duration::from_secs(30), || async {
                 // Ready, and ours: its only member has our name.
-                let Ok(mut client) = etcd_client::Client::connect([url.as_str()], None).await
+                let Ok(mut client) =
+                    etcd_client::Client::connect([url.as_str()], self.options(false)).await
                 else {
                     return false;
                 };
@@ -79,9 +141,43 @@ impl Etcd {
             .await;
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` when secured).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The files and credentials of a secured etcd ([`start_secure`](Etcd::start_secure)).
+    pub fn secure(&self) -> Option<&Secure> {
+        self.secure.as_ref()
+    }
+
+    /// TLS with the client certificate when secured, and the password if `user`.
+    fn options(&self, user: bool) -> Option<ConnectOptions> {
+        let secure = self.secure.as_ref()?;
+        let certificates = &secure.certificates;
+        let tls = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(certificates.read("ca.crt")))
+            .identity(Identity::from_pem(
+                certificates.read("client.crt"),
+                certificates.read("client.key"),
+            ));
+        let options = ConnectOptions::new().with_tls(tls);
+        Some(if user {
+            options.with_user(secure.user, secure.password)
+        } else {
+            options
+        })
+    }
+
+    async fn connect(&self, user: bool) -> etcd_client::Client {
+        etcd_client::Client::connect([self.url()], self.options(user))
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to etcd at {}: {error}", self.url()))
     }
 
     /// The client port.
@@ -89,11 +185,10 @@ impl Etcd {
         self.client_port
     }
 
-    /// A client connected to this etcd.
+    /// A client connected to this etcd (when secured: over TLS, as `root` with its
+    /// password).
     pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.url()], None)
-            .await
-            .unwrap_or_else(|error| panic!("cannot connect to etcd at {}: {error}", self.url()))
+        self.connect(true).await
     }
 
     /// The server process, for pausing and resuming.

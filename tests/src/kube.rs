@@ -23,6 +23,7 @@ use secrecy::SecretString;
 use tokio::sync::OnceCell;
 
 use crate::{
+    certificates::{Certificates, openssl},
     etcd::Etcd,
     process::{Server, free_port, program},
 };
@@ -309,74 +310,8 @@ fn has_insecure_port(apiserver: &Path) -> bool {
 /// Makes a CA, a serving certificate for 127.0.0.1 signed by it, and a service-account
 /// key pair in `dir` with openssl; returns the CA certificate (DER) for clients.
 fn make_certificates(dir: &Path) -> Vec<u8> {
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap_or_else(|error| panic!("cannot write server.ext: {error}"));
-    let openssl = program("openssl", "apt-get install openssl");
-    let steps: [&[&str]; 6] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "7",
-            "-subj",
-            "/CN=lock-tests-ca",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "7",
-            "-extfile",
-            "server.ext",
-        ],
-        &["x509", "-in", "ca.crt", "-outform", "DER", "-out", "ca.der"],
-        &["genrsa", "-out", "sa.key", "2048"],
-        &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"],
-    ];
-    for args in steps {
-        let output = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run openssl: {error}"));
-        assert!(
-            output.status.success(),
-            "openssl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    std::fs::read(dir.join("ca.der")).unwrap_or_else(|error| panic!("cannot read ca.der: {error}"))
+    let certificates = Certificates::make(dir, "lock-tests-admin");
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"]);
+    openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    certificates.read("ca.der")
 }

@@ -26,16 +26,20 @@
 //! | kube-apiserver 1.20 with its own etcd | Debian's `kubernetes` source package, built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`] |
 
 pub mod bench;
+mod certificates;
 mod client_go;
 mod etcd;
+mod hostile;
 mod kube;
 mod process;
 mod proxy;
 mod redis;
 mod wait;
 
+pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
-pub use etcd::Etcd;
+pub use etcd::{Etcd, Secure};
+pub use hostile::Hostile;
 pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
 pub use process::{Server, free_port, program};
 pub use proxy::Proxy;
