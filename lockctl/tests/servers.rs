@@ -314,12 +314,24 @@ async fn every_subcommand_on_kubernetes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_on_etcd() {
     let etcd = Etcd::shared().await;
+    let url = format!("etcd://127.0.0.1:{}", etcd.port());
+    every_subcommand(on_etcd(etcd, url, Vec::new(), Vec::new()).await).await;
+}
+
+/// lockctl on `etcd` with `flags` and `env`; the library holds locks beside it, and a
+/// store is written with `fenced_put`.
+async fn on_etcd(
+    etcd: &Etcd,
+    url: String,
+    flags: Vec<String>,
+    env: Vec<(String, OsString)>,
+) -> Setup {
     let client = etcd.client().await;
     let store = unique_name("ctl-store");
-    every_subcommand(Setup {
-        url: format!("etcd://127.0.0.1:{}", etcd.port()),
-        flags: Vec::new(),
-        env: Vec::new(),
+    Setup {
+        url,
+        flags,
+        env,
         backend: Arc::new(lock_etcd::EtcdBackend::new(client.clone())),
         fenced: Box::new(move |token, value| {
             let (client, store) = (client.clone(), store.clone());
@@ -327,8 +339,7 @@ async fn every_subcommand_on_etcd() {
                 lock_etcd::fenced_put(&client, &store, value.to_string(), token).await
             })
         }),
-    })
-    .await;
+    }
 }
 
 /// The TLS and authentication flags reach etcd: every subcommand over mutual TLS as a
@@ -372,23 +383,10 @@ async fn every_subcommand_on_etcd_over_tls_with_a_client_certificate_and_a_passw
     let without_password = ran(without_password).await;
     assert_eq!(without_password.code, 2, "{}", without_password.stderr);
 
-    let client = etcd.client().await;
-    let store = unique_name("ctl-store");
     let mut flags = tls.to_vec();
     flags.extend(["--user".to_owned(), secure.user.to_owned()]);
-    every_subcommand(Setup {
-        url,
-        flags,
-        env: vec![("LOCKCTL_PASSWORD".to_owned(), secure.password.into())],
-        backend: Arc::new(lock_etcd::EtcdBackend::new(client.clone())),
-        fenced: Box::new(move |token, value| {
-            let (client, store) = (client.clone(), store.clone());
-            Box::pin(async move {
-                lock_etcd::fenced_put(&client, &store, value.to_string(), token).await
-            })
-        }),
-    })
-    .await;
+    let env = vec![("LOCKCTL_PASSWORD".to_owned(), secure.password.into())];
+    every_subcommand(on_etcd(&etcd, url, flags, env).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
