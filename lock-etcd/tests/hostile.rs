@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use etcd_client::PutOptions;
-use lock_core::{Error, Lock, LockName, Timing, conformance::unique_name};
+use lock_core::{Lock, LockName, Timing, conformance::unique_name};
 use lock_etcd::EtcdBackend;
-use lock_tests::{Etcd, Hostile};
+use lock_tests::{Etcd, Hostile, reported_and_not_taken};
 use proptest::prelude::*;
 
 fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
@@ -69,19 +69,8 @@ fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
             .timing(Timing::new(Duration::from_secs(3)))
             .build()
             .expect("a valid lock");
-        let taken = lock.try_acquire().await;
-        prop_assert!(
-            matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
-            "{:?} (leased: {leased}) gave {:?}",
-            String::from_utf8_lossy(&value),
-            taken.map(|guard| guard.token())
-        );
-        let described = lock.holder().await;
-        prop_assert!(
-            matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
-            "{:?} described as {described:?}",
-            String::from_utf8_lossy(&value)
-        );
+        let what = format!("{:?} (leased: {leased})", String::from_utf8_lossy(&value));
+        reported_and_not_taken(&lock, &what).await?;
         let after = client.get(key.as_str(), None).await.expect("get");
         prop_assert_eq!(
             after.kvs().first().map(|kv| kv.value()),

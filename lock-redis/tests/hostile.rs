@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lock_core::{Error, Lock, LockName, Timing, conformance::unique_name};
 use lock_redis::RedisBackend;
-use lock_tests::{Hostile, Redis};
+use lock_tests::{Hostile, Redis, reported_and_not_taken};
 use proptest::prelude::*;
 use redis::AsyncCommands;
 
@@ -47,20 +47,8 @@ fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
         }
         let () = set.query_async(&mut connection).await.expect("set");
 
-        let lock = lock(&backend, &name);
-        let taken = lock.try_acquire().await;
-        prop_assert!(
-            matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
-            "{:?} gave {:?}",
-            String::from_utf8_lossy(&value),
-            taken.map(|guard| guard.token())
-        );
-        let described = lock.holder().await;
-        prop_assert!(
-            matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
-            "{:?} described as {described:?}",
-            String::from_utf8_lossy(&value)
-        );
+        let what = format!("{:?}", String::from_utf8_lossy(&value));
+        reported_and_not_taken(&lock(&backend, &name), &what).await?;
         let after: Vec<u8> = connection.get(&key).await.expect("get");
         prop_assert_eq!(after, value, "never changed");
         Ok(())

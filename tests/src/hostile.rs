@@ -17,7 +17,9 @@
 
 use std::future::Future;
 
+use lock_core::{Error, Lock};
 use proptest::{
+    prop_assert,
     strategy::Strategy,
     test_runner::{Config, TestCaseError, TestRunner},
 };
@@ -66,4 +68,26 @@ impl Hostile {
             panic!("{failure}");
         }
     }
+}
+
+/// Checks what a lock does with a record another writer left at its location: taking
+/// it fails with `Held` or `Malformed` (never takes it over), and describing it names a
+/// holder or says `Malformed`. `what` names the record in the failure message.
+///
+/// # Errors
+///
+/// A failed case, for proptest to shrink.
+pub async fn reported_and_not_taken(lock: &Lock, what: &str) -> Result<(), TestCaseError> {
+    let taken = lock.try_acquire().await;
+    prop_assert!(
+        matches!(taken, Err(Error::Held { .. } | Error::Malformed { .. })),
+        "{what} gave {:?}",
+        taken.map(|guard| guard.token())
+    );
+    let described = lock.holder().await;
+    prop_assert!(
+        matches!(described, Ok(Some(_)) | Err(Error::Malformed { .. })),
+        "{what} described as {described:?}"
+    );
+    Ok(())
 }

@@ -39,7 +39,7 @@ mod wait;
 pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
 pub use etcd::{Etcd, Secure};
-pub use hostile::Hostile;
+pub use hostile::{Hostile, reported_and_not_taken};
 pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
 pub use process::{Server, free_port, program};
 pub use proxy::Proxy;
