@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use etcd_client::{GetOptions, PutOptions, TxnOp};
+use etcd_client::{GetOptions, TxnOp};
 use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
 };
 use lock_etcd::{EtcdBackend, fenced_put, fenced_txn};
-use lock_tests::{Etcd, Proxy};
+use lock_tests::{Etcd, Proxy, put_foreign};
 use tokio::time::{Instant, sleep};
 
 const TTL: Duration = Duration::from_secs(3);
@@ -221,16 +221,7 @@ async fn data_not_written_by_us_at_the_lock_key_is_reported_and_never_taken() {
         } else {
             r#"{"lock-etcd":1,"holder":"x","ttl_ms":3000}"#.to_owned()
         };
-        let options = if leased {
-            let lease = client.lease_grant(60, None).await.expect("grant");
-            Some(PutOptions::new().with_lease(lease.id()))
-        } else {
-            None
-        };
-        client
-            .put(key.as_str(), value.as_str(), options)
-            .await
-            .expect("a foreign write");
+        put_foreign(&mut client, &key, value.as_str(), leased).await;
         let lock = lock(backend.clone(), &name, "pod");
         assert!(
             matches!(lock.try_acquire().await, Err(Error::Malformed { .. })),

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use etcd_client::PutOptions;
 use lock_core::{Lock, LockName, Timing, conformance::unique_name};
 use lock_etcd::EtcdBackend;
-use lock_tests::{Etcd, Hostile, reported_and_not_taken};
+use lock_tests::{Etcd, Hostile, put_foreign, reported_and_not_taken};
 use proptest::prelude::*;
 
 fn foreign_value() -> impl Strategy<Value = Vec<u8>> {
@@ -54,16 +53,7 @@ fn any_value_at_the_lock_key_is_reported_and_never_taken_or_changed() {
         let mut client = client.clone();
         let name = unique_name("foreign");
         let key = backend.key(&LockName::new(&name).expect("valid"));
-        let options = if leased {
-            let lease = client.lease_grant(60, None).await.expect("grant");
-            Some(PutOptions::new().with_lease(lease.id()))
-        } else {
-            None
-        };
-        client
-            .put(key.as_str(), value.clone(), options)
-            .await
-            .expect("a foreign write");
+        put_foreign(&mut client, &key, value.clone(), leased).await;
 
         let lock = Lock::builder(backend.clone(), name.as_str(), "pod")
             .timing(Timing::new(Duration::from_secs(3)))

@@ -378,10 +378,20 @@ async fn every_subcommand_on_etcd_over_tls_with_a_client_certificate_and_a_passw
     );
     let without_tls = ran(lockctl(&[], secure.password)).await;
     assert_eq!(without_tls.code, 1, "{}", without_tls.stdout);
+    assert!(
+        without_tls.stderr.contains("cannot connect to etcd"),
+        "{}",
+        without_tls.stderr
+    );
     let mut without_password = lockctl(&tls, "");
     without_password.env_remove("LOCKCTL_PASSWORD");
     let without_password = ran(without_password).await;
     assert_eq!(without_password.code, 2, "{}", without_password.stderr);
+    assert!(
+        without_password.stderr.contains("go together"),
+        "{}",
+        without_password.stderr
+    );
 
     let mut flags = tls.to_vec();
     flags.extend(["--user".to_owned(), secure.user.to_owned()]);

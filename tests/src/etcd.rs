@@ -3,7 +3,7 @@
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, ConnectOptions, Identity, PutOptions, TlsOptions};
 
 use crate::{
     certificates::Certificates,
@@ -206,4 +206,28 @@ impl Etcd {
         self.server.restart();
         self.wait_until_ready().await;
     }
+}
+
+/// Writes `value` at `key` the way another writer would, on an etcd lease of 60 s of its
+/// own if `leased`, else on none.
+///
+/// # Panics
+///
+/// When etcd refuses the grant or the write.
+pub async fn put_foreign(
+    client: &mut etcd_client::Client,
+    key: &str,
+    value: impl Into<Vec<u8>>,
+    leased: bool,
+) {
+    let options = if leased {
+        let lease = client.lease_grant(60, None).await.expect("a lease grant");
+        Some(PutOptions::new().with_lease(lease.id()))
+    } else {
+        None
+    };
+    client
+        .put(key, value, options)
+        .await
+        .expect("a foreign write");
 }

@@ -38,7 +38,7 @@ mod wait;
 
 pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
-pub use etcd::{Etcd, Secure};
+pub use etcd::{Etcd, Secure, put_foreign};
 pub use hostile::{Hostile, reported_and_not_taken};
 pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
 pub use process::{Server, free_port, program};
