@@ -131,7 +131,7 @@ async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> 
     }
 }
 
-/// 8 contenders × 200 acquire/release cycles: never two valid guards at once, and each
+/// 8 contenders × 100 acquire/release cycles: never two valid guards at once, and each
 /// acquisition's token is larger than the one before.
 pub async fn mutual_exclusion_with_8_contenders(backend: impl Backend) {
     let backend: Arc<dyn Backend> = Arc::new(backend);
@@ -143,7 +143,7 @@ pub async fn mutual_exclusion_with_8_contenders(backend: impl Backend) {
             let lock = lock(&backend, &name, &format!("contender-{i}"));
             let (inside, last_token) = (inside.clone(), last_token.clone());
             tokio::spawn(async move {
-                for cycle in 0..200 {
+                for cycle in 0..100 {
                     let guard = lock.acquire_timeout(TTL * 20).await.unwrap_or_else(|e| {
                         panic!("contender {i}, cycle {cycle}: acquire failed: {e}")
                     });
