@@ -2,7 +2,11 @@
 
 use std::future::Future;
 
-use crate::{Error, FencingToken, Lock, LockInfo, Release, Result, Take};
+use crate::{
+    Error, FencingToken, Lock, LockInfo, Release, Result,
+    release::release_detached,
+    take::{Taken, take},
+};
 
 /// How many times a break frees the lock and tries to take it before giving up.
 const BREAK_ATTEMPTS: usize = 3;
@@ -58,30 +62,27 @@ impl Lock {
                     continue; // it changed hands meanwhile: look again
                 }
             }
-            let taken = self
-                .bounded(
-                    "break",
-                    self.backend
-                        .take(&self.name, &self.identity, self.timing.ttl()),
-                )
-                .await?;
-            match taken {
-                Take::Acquired(lease) => {
-                    self.bounded("break", self.backend.release(&lease)).await?;
+            // Through the core's take, so that a take whose answer is late (or whose
+            // future is dropped) still releases what it acquired.
+            match take(&self.backend, &self.name, &self.identity, self.timing).await? {
+                Taken::Acquired(held) => {
+                    let token = held.token();
+                    let lease = held.into_lease();
+                    release_detached(self.backend.clone(), self.timing, lease).await?;
                     return Ok(Broken {
                         previous,
-                        token: Some(lease.token),
+                        token: Some(token),
                         taken_by: None,
                     });
                 }
-                Take::Held(info) if previous.as_ref().is_none_or(|p| p.holder != info.holder) => {
+                Taken::Held(info) if previous.as_ref().is_none_or(|p| p.holder != info.holder) => {
                     return Ok(Broken {
                         previous,
                         token: None,
                         taken_by: Some(info),
                     });
                 }
-                Take::Held(_) => {} // the broken holder took it again: once more
+                Taken::Held(_) => {} // the broken holder took it again: once more
             }
         }
         Err(Error::transient(format!(

@@ -132,9 +132,10 @@ impl ShutdownHandle {
     }
 }
 
-/// A health signal for probes: false while this replica leads but its renewals have
-/// stalled (no success for the renew interval plus a grace period), so an orchestrator
-/// can restart a leader that can no longer reach its backend.
+/// A health signal for probes: false while this replica leads but its lock is at risk
+/// (a renewal failed or timed out, and none has succeeded for the renew interval plus
+/// a grace period), so an orchestrator can restart a leader that can no longer reach its
+/// backend. A renewal that is slow but succeeds never turns it false.
 #[derive(Clone, Debug)]
 pub struct Health {
     term: Arc<Mutex<Option<Validity>>>,
@@ -146,8 +147,21 @@ impl Health {
     pub fn is_healthy(&self) -> bool {
         match &*self.term.lock().unwrap_or_else(PoisonError::into_inner) {
             None => true,
-            Some(term) => term.is_valid() && term.last_renewed().elapsed() <= self.stall_after,
+            Some(term) => {
+                let stalled =
+                    term.renewal_failing() && term.last_renewed().elapsed() > self.stall_after;
+                term.is_valid() && !stalled
+            }
         }
+    }
+}
+
+/// Leaves the elector stopped when `run` returns or its future is dropped.
+struct StopOnDrop<'a>(&'a LeaderElector);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -179,8 +193,8 @@ impl LeaderElector {
         self
     }
 
-    /// Sets how long past a due renewal [`Health`] stays true (default: half the renew
-    /// interval).
+    /// Sets how long past a due renewal [`Health`] stays true while renewals fail
+    /// (default: half the renew interval).
     pub fn with_health_grace(mut self, grace: Duration) -> Self {
         self.health_grace = grace;
         self
@@ -231,14 +245,20 @@ impl LeaderElector {
     ///
     /// An elector campaigns once: shutdown is final, and `run` returns at once after it.
     /// Build a new elector to campaign again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the campaign at once, without a drain: the work is
+    /// dropped, the lock is released in the background (as a dropped [`Guard`](crate::Guard)
+    /// is), and the elector is left [`Stopped`](LeaderState::Stopped), not leading, and
+    /// healthy, as after a return.
     pub async fn run<F, Fut>(&self, mut work: F) -> Result<()>
     where
         F: FnMut(Leadership) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let result = self.campaign(&mut work).await;
-        self.state.send_replace(LeaderState::Stopped);
-        result
+        let _stopped = StopOnDrop(self);
+        self.campaign(&mut work).await
     }
 
     /// Like [`run`](LeaderElector::run), with a graceful step-down when `signal`
@@ -323,6 +343,20 @@ impl LeaderElector {
             *state = following;
             changed
         });
+    }
+
+    /// Not leading any more, and stopped.
+    fn stop(&self) {
+        let was_leading = self
+            .term
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some();
+        if was_leading {
+            crate::metrics::leading(self.lock.name(), self.lock.identity(), false);
+        }
+        self.state.send_replace(LeaderState::Stopped);
     }
 
     fn step_down(&self) {

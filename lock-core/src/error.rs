@@ -80,6 +80,21 @@ pub enum Error {
         reason: LossReason,
     },
 
+    /// A release was sent but its answer was lost, and the retry found the lock no
+    /// longer ours. Most likely the first attempt freed it; but the lock may also have
+    /// been freed for another holder just before (an operator's break, or expiry on the
+    /// server), which the server's answer cannot tell apart. The guard was valid until
+    /// the release began.
+    #[error(
+        "release of lock {name} with token {token} is unconfirmed: an attempt went unanswered and the lock is no longer ours (most likely that attempt released it)"
+    )]
+    ReleaseUnconfirmed {
+        /// The lock released.
+        name: String,
+        /// The token of the released guard.
+        token: FencingToken,
+    },
+
     /// A fenced write presented a token lower than one already accepted: the writer is a
     /// former holder and its write was rejected.
     #[error("stale fencing token {presented}: a write with token {current} was already accepted")]

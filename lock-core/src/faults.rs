@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -43,6 +43,7 @@ struct Switches {
     fail_renewals: AtomicBool,
     partitioned: AtomicBool,
     frozen: watch::Sender<bool>,
+    late_answers: Mutex<Duration>,
 }
 
 impl<B: Backend> Faulty<B> {
@@ -54,6 +55,7 @@ impl<B: Backend> Faulty<B> {
                 fail_renewals: AtomicBool::new(false),
                 partitioned: AtomicBool::new(false),
                 frozen: watch::Sender::new(false),
+                late_answers: Mutex::new(Duration::ZERO),
             }),
         }
     }
@@ -75,11 +77,23 @@ impl<B: Backend> Faulty<B> {
         self.switches.frozen.send_replace(on);
     }
 
+    /// Lets every request reach the server, then holds its answer back for `delay`
+    /// (`Duration::ZERO`: off), as a slow or lost response does: a request that times
+    /// out on the client may still have been carried out.
+    pub fn answer_late(&self, delay: Duration) {
+        *self
+            .switches
+            .late_answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
     /// Turns every fault off.
     pub fn heal(&self) {
         self.fail_renewals(false);
         self.partition(false);
         self.freeze(false);
+        self.answer_late(Duration::ZERO);
     }
 
     /// The wrapped backend.
@@ -96,13 +110,27 @@ impl<B: Backend> Faulty<B> {
         }
         Ok(())
     }
+
+    /// Holds `answer` back while late answers are on.
+    async fn answer<T>(&self, answer: T) -> T {
+        let delay = *self
+            .switches
+            .late_answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        answer
+    }
 }
 
 #[async_trait]
 impl<B: Backend> Backend for Faulty<B> {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
         self.network().await?;
-        self.inner.take(name, holder, ttl).await
+        let answer = self.inner.take(name, holder, ttl).await;
+        self.answer(answer).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
@@ -110,31 +138,37 @@ impl<B: Backend> Backend for Faulty<B> {
         if self.switches.fail_renewals.load(Ordering::SeqCst) {
             return Err(Error::transient("injected fault: renewal failed"));
         }
-        self.inner.renew(lease).await
+        let answer = self.inner.renew(lease).await;
+        self.answer(answer).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
         self.network().await?;
-        self.inner.release(lease).await
+        let answer = self.inner.release(lease).await;
+        self.answer(answer).await
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
         self.network().await?;
-        self.inner.describe(name).await
+        let answer = self.inner.describe(name).await;
+        self.answer(answer).await
     }
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {
         self.network().await?;
-        self.inner.changes(name).await
+        let answer = self.inner.changes(name).await;
+        self.answer(answer).await
     }
 
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
         self.network().await?;
-        self.inner.release_holder(name, holder).await
+        let answer = self.inner.release_holder(name, holder).await;
+        self.answer(answer).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         self.network().await?;
-        self.inner.list(prefix).await
+        let answer = self.inner.list(prefix).await;
+        self.answer(answer).await
     }
 }

@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use crate::{
     Backend, Error, FencingToken, Lease, LockName, LossReason, Release, Result, Timing, Validity,
-    release::{release_in_background, release_with_retries},
+    release::{Released, release_in_background, release_with_retries},
     renewal::Renewal,
     take::HeldLease,
 };
@@ -107,7 +107,15 @@ impl Guard {
     /// The release is a compare-and-set on our own record: if the lock is no longer
     /// ours, nothing is written and the result is [`Error::Lost`]. It is also `Lost` if
     /// the guard's validity ended before the release, since the work done since then was
-    /// not protected. Transient errors are retried until the lock would expire anyway.
+    /// not protected. Transient errors are retried until the lock would expire anyway;
+    /// if an attempt went unanswered and a retry finds the lock no longer ours, the
+    /// result is [`Error::ReleaseUnconfirmed`] (most likely that attempt freed it).
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is invalid from the first poll, and the release runs in a task of its
+    /// own: dropping this future (e.g. under a `timeout`) still releases the lock, in
+    /// the background, as dropping the guard does.
     pub async fn release(self) -> Result<()> {
         let holder = self
             .lease
@@ -121,20 +129,34 @@ impl Guard {
     }
 
     async fn release_inner(mut self) -> Result<()> {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.stop().await;
-        }
+        let renewal = self.renewal.take();
         let loss = self.validity.loss();
         // Invalid before the lock is freed, so that no view of this guard overlaps the
         // next holder.
         self.validity.end(LossReason::Released);
+        let (backend, shared, timing) = (self.backend.clone(), self.lease.clone(), self.timing);
+        let retry = loss.is_none();
+        let releasing = tokio::spawn(async move {
+            if let Some(renewal) = renewal {
+                renewal.stop().await;
+            }
+            let lease = shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            release_with_retries(&*backend, &lease, &timing, retry).await
+        });
+        let outcome = releasing.await.unwrap_or_else(|error| {
+            Err(Error::transient(format!(
+                "the release of lock {} did not finish: {error}",
+                self.name()
+            )))
+        });
         let lease = self
             .lease
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let outcome =
-            release_with_retries(&*self.backend, &lease, &self.timing, loss.is_none()).await;
         let lost = |reason| Error::Lost {
             name: lease.name.to_string(),
             token: lease.token,
@@ -142,11 +164,27 @@ impl Guard {
         };
         match (loss, outcome) {
             (Some(reason), _) => Err(lost(reason)),
-            (None, Ok(Release::Released)) => {
+            (
+                None,
+                Ok(Released {
+                    outcome: Release::Released,
+                    ..
+                }),
+            ) => {
                 tracing::debug!(lock = %lease.name, token = %lease.token, "released");
                 Ok(())
             }
-            (None, Ok(Release::NotHeld)) => Err(lost(LossReason::Taken)),
+            (
+                None,
+                Ok(Released {
+                    after_unanswered: true,
+                    ..
+                }),
+            ) => Err(Error::ReleaseUnconfirmed {
+                name: lease.name.to_string(),
+                token: lease.token,
+            }),
+            (None, Ok(_)) => Err(lost(LossReason::Taken)),
             (None, Err(error)) => Err(error),
         }
     }

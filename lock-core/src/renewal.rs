@@ -99,11 +99,13 @@ async fn renew_until_stopped(
             }
             Ok(Err(error)) => {
                 crate::metrics::renew_failed(validity.name(), "error");
+                validity.renewal_failed();
                 tracing::debug!(%error, "renewal failed; retrying");
                 next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
             }
             Err(_) => {
                 crate::metrics::renew_failed(validity.name(), "timeout");
+                validity.renewal_failed();
                 tracing::debug!(timeout = ?bound, "renewal timed out; retrying");
                 next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
             }

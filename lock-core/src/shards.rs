@@ -265,27 +265,50 @@ impl ElectedShards {
     }
 
     /// Joins the group and keeps this member's fair share until [`shutdown`](Self::shutdown).
+    ///
+    /// A member cut off from the server for longer than the TTL loses its member slot
+    /// and its shards (each leaves [`owned`](Self::owned) the moment its guard is no
+    /// longer valid); it then joins again by itself once it can reach the server, as an
+    /// elector campaigns again. So `run` returns only after `shutdown` (`Ok`) or an error
+    /// that retrying cannot fix.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the group without a drain: nothing is owned any more,
+    /// and the shards and member slot are released in the background.
     pub async fn run(&self) -> Result<()> {
         let inner = &self.inner;
-        let Some((slot, membership)) = self.join().await? else {
-            return Ok(());
-        };
-        tracing::info!(group = %inner.group, identity = %inner.identity, slot, "joined");
-        while !inner.shutdown.is_cancelled() && membership.is_valid() {
-            if let Err(error) = self.rebalance(slot).await {
-                if !error.is_transient() {
-                    self.leave(None).await;
-                    return Err(error);
+        let _left = LeaveOnDrop(self);
+        loop {
+            let Some((slot, membership)) = self.join().await? else {
+                return Ok(());
+            };
+            tracing::info!(group = %inner.group, identity = %inner.identity, slot, "joined");
+            while !inner.shutdown.is_cancelled() && membership.is_valid() {
+                if let Err(error) = self.rebalance(slot).await {
+                    if !error.is_transient() {
+                        self.leave(None).await;
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, "rebalance failed; trying again");
                 }
-                tracing::debug!(%error, "rebalance failed; trying again");
+                tokio::select! {
+                    () = inner.shutdown.cancelled() => {}
+                    _ = membership.lost() => {}
+                    () = sleep(inner.rebalance_every) => {}
+                }
             }
-            tokio::select! {
-                () = inner.shutdown.cancelled() => {}
-                () = sleep(inner.rebalance_every) => {}
+            if inner.shutdown.is_cancelled() {
+                self.leave(Some(membership)).await;
+                return Ok(());
             }
+            tracing::warn!(
+                group = %inner.group, identity = %inner.identity, slot,
+                reason = %membership.validity().loss().map(|r| r.to_string()).unwrap_or_default(),
+                "lost the member slot; giving up the shards and joining again"
+            );
+            self.leave(None).await;
         }
-        self.leave(Some(membership)).await;
-        Ok(())
     }
 
     /// Takes the first free member slot, waiting for one if the group is full.
@@ -325,6 +348,7 @@ impl ElectedShards {
     /// this member holds its fair share.
     async fn rebalance(&self, slot: u32) -> Result<()> {
         let inner = &self.inner;
+        self.forget_lost();
         let mut live = Vec::new();
         for other in 0..inner.max_members {
             if other == slot || self.is_live(&member_name(&inner.group, other)).await? {
@@ -361,11 +385,7 @@ impl ElectedShards {
                 .await
             {
                 Ok(guard) => {
-                    inner
-                        .held
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(shard, guard);
+                    self.hold(shard, guard);
                     owned.insert(shard);
                 }
                 Err(Error::Held(_)) => {}
@@ -464,6 +484,42 @@ impl ElectedShards {
         }
     }
 
+    /// Takes `shard` as owned with `guard`, and takes it out of the owned set the moment
+    /// the guard is no longer valid, whatever the rebalance loop is doing.
+    fn hold(&self, shard: u32, guard: Guard) {
+        let validity = guard.validity();
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(shard, guard);
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            validity.lost().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let lost = {
+                let mut held = inner.held.lock().unwrap_or_else(PoisonError::into_inner);
+                if held
+                    .get(&shard)
+                    .is_some_and(|guard| guard.token() != validity.token())
+                {
+                    return; // taken again since, with a new guard
+                }
+                held.remove(&shard)
+            };
+            inner.owned.send_if_modified(|owned| {
+                let removed = owned.remove(&shard);
+                if removed {
+                    crate::metrics::shards_owned(&inner.group, &inner.identity, owned.len());
+                }
+                removed
+            });
+            drop(lost);
+        });
+    }
+
     async fn leave(&self, membership: Option<Guard>) {
         let all: Vec<u32> = self.held_shards().into_iter().collect();
         self.give_up(&all).await;
@@ -471,6 +527,24 @@ impl ElectedShards {
             let _ = membership.release().await;
         }
         tracing::info!(group = %self.inner.group, identity = %self.inner.identity, "left");
+    }
+}
+
+/// Leaves the group without a drain when `run` ends or its future is dropped: nothing
+/// is owned any more, and what is still held is released in the background.
+struct LeaveOnDrop<'a>(&'a ElectedShards);
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        inner.owned.send_if_modified(|owned| {
+            let changed = !owned.is_empty();
+            owned.clear();
+            changed
+        });
+        crate::metrics::shards_owned(&inner.group, &inner.identity, 0);
+        let held = std::mem::take(&mut *inner.held.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(held);
     }
 }
 

@@ -1,8 +1,8 @@
 //! Taking a lock so that no acquisition is ever orphaned.
 //!
 //! A take request that reached the server may succeed after the caller stopped waiting
-//! for it (its `acquire` future was dropped, or it timed out). So the request runs in a
-//! task of its own, and what it acquires is held by a [`HeldLease`] that releases the
+//! for it (its `acquire` future was dropped, or it timed out). So the request runs to
+//! its end in a task of its own, and what it acquires is held by a [`HeldLease`] that releases the
 //! lock in the background when dropped. The caller turns it into a guard; if the caller
 //! is gone, the lease is dropped, and so released.
 
@@ -24,6 +24,13 @@ pub(crate) struct HeldLease {
 }
 
 impl HeldLease {
+    /// The token of the acquisition.
+    pub(crate) fn token(&self) -> crate::FencingToken {
+        self.lease
+            .as_ref()
+            .map_or(crate::FencingToken::new(0), |lease| lease.token)
+    }
+
     /// Hands the lease over; it is no longer released on drop.
     pub(crate) fn into_lease(mut self) -> Lease {
         self.lease
@@ -46,8 +53,13 @@ pub(crate) enum Taken {
     Held(LockInfo),
 }
 
-/// One take attempt, bounded by the request timeout, whose acquisition is released if
-/// nobody receives it.
+/// One take attempt whose acquisition is released if nobody receives it.
+///
+/// The caller waits at most the request timeout and then gets a transient error, but
+/// the request itself is not dropped at that bound: a write that reached the server
+/// would otherwise be held by nobody until its TTL ran out. It finishes in its task, and
+/// what it acquired is released. A request still unanswered after the TTL is given up:
+/// whatever it took then expires like a crashed holder's lock.
 pub(crate) async fn take(
     backend: &Arc<dyn Backend>,
     name: &LockName,
@@ -55,30 +67,34 @@ pub(crate) async fn take(
     timing: Timing,
 ) -> Result<Taken> {
     let (tx, rx) = oneshot::channel();
-    let (backend, name, holder) = (backend.clone(), name.clone(), holder.to_owned());
+    let (backend, task_name, holder) = (backend.clone(), name.clone(), holder.to_owned());
     tokio::spawn(async move {
         let sent = Instant::now();
-        let bound = timing.request_timeout();
-        let outcome =
-            match tokio::time::timeout(bound, backend.take(&name, &holder, timing.ttl())).await {
-                Ok(Ok(Take::Acquired(lease))) => Ok(Taken::Acquired(HeldLease {
-                    backend,
-                    timing,
-                    lease: Some(lease),
-                    sent,
-                })),
-                Ok(Ok(Take::Held(info))) => Ok(Taken::Held(info)),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(Error::transient(format!(
-                    "take of lock {name} timed out after {bound:?}"
-                ))),
-            };
+        let taking = backend.take(&task_name, &holder, timing.ttl());
+        let outcome = match tokio::time::timeout(timing.ttl(), taking).await {
+            Ok(Ok(Take::Acquired(lease))) => Ok(Taken::Acquired(HeldLease {
+                backend,
+                timing,
+                lease: Some(lease),
+                sent,
+            })),
+            Ok(Ok(Take::Held(info))) => Ok(Taken::Held(info)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::transient(format!(
+                "take of lock {task_name} got no answer within its TTL"
+            ))),
+        };
         // If the receiver is gone, the outcome is dropped here and a held lease released.
         let _ = tx.send(outcome);
     });
-    rx.await.unwrap_or_else(|_| {
-        Err(Error::transient(
+    let bound = timing.request_timeout();
+    match tokio::time::timeout(bound, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(Error::transient(
             "the take task was cancelled (is the runtime shutting down?)",
-        ))
-    })
+        )),
+        Err(_) => Err(Error::transient(format!(
+            "take of lock {name} timed out after {bound:?}"
+        ))),
+    }
 }

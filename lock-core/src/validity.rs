@@ -40,6 +40,8 @@ impl fmt::Display for LossReason {
 struct Status {
     valid_until: Instant,
     last_renewed: Instant,
+    /// Whether the last renewal attempt failed or timed out (cleared by a success).
+    renewal_failing: bool,
     lost: Option<LossReason>,
 }
 
@@ -80,6 +82,7 @@ impl Validity {
             status: Arc::new(watch::Sender::new(Status {
                 valid_until: sent + validity,
                 last_renewed: sent,
+                renewal_failing: false,
                 lost: None,
             })),
         }
@@ -110,6 +113,21 @@ impl Validity {
     /// When the last successful acquire or renew request was sent.
     pub fn last_renewed(&self) -> Instant {
         self.status.borrow().last_renewed
+    }
+
+    /// Whether the last renewal attempt failed or timed out, and none has succeeded
+    /// since.
+    pub fn renewal_failing(&self) -> bool {
+        self.status.borrow().renewal_failing
+    }
+
+    /// Records that a renewal attempt failed or timed out.
+    pub(crate) fn renewal_failed(&self) {
+        self.status.send_if_modified(|status| {
+            let changed = !status.renewal_failing;
+            status.renewal_failing = true;
+            changed
+        });
     }
 
     /// Why the lock can no longer be trusted, or `None` while it can.
@@ -157,6 +175,7 @@ impl Validity {
             } else {
                 status.valid_until = status.valid_until.max(sent + validity);
                 status.last_renewed = status.last_renewed.max(sent);
+                status.renewal_failing = false;
             }
             true
         });

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, ResponseHeader, Txn, TxnOp,
+    TxnOpResponse,
 };
 use futures::StreamExt;
 use lock_core::{
@@ -142,6 +143,20 @@ impl Drop for Granted {
     }
 }
 
+/// The token of a successful take: the revision of its transaction, which every etcd
+/// response carries in its header. A response without one is reported, never read as 0.
+fn revision(header_revision: Option<i64>, name: &LockName) -> Result<FencingToken> {
+    match header_revision {
+        Some(revision) if revision > 0 => Ok(FencingToken::new(revision.unsigned_abs())),
+        other => Err(Error::Malformed {
+            name: name.to_string(),
+            reason: format!(
+                "etcd acknowledged the take without a revision in its response header ({other:?}): no token can be issued"
+            ),
+        }),
+    }
+}
+
 #[async_trait]
 impl Backend for EtcdBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
@@ -173,11 +188,13 @@ impl Backend for EtcdBackend {
             .await
             .map_err(|e| lock_error(e, "take the lock"))?;
         if response.succeeded() {
-            let revision = response.header().map_or(0, |h| h.revision());
+            // Without the revision there is no token: the key is deleted with the
+            // granted lease, which is revoked when `granted` is dropped.
+            let token = revision(response.header().map(ResponseHeader::revision), name)?;
             return Ok(Take::Acquired(Lease {
                 name: name.clone(),
                 holder: holder.to_owned(),
-                token: FencingToken::new(revision.unsigned_abs()),
+                token,
                 ttl,
                 revision: granted.keep().unsigned_abs(),
             }));
@@ -196,25 +213,20 @@ impl Backend for EtcdBackend {
         }
     }
 
+    /// One keep-alive of the etcd lease, then a (linearizable) check that the key is
+    /// still the one our acquisition created. A keep-alive that fails is not trusted to
+    /// mean "gone" or "unreachable" by itself: the check decides. A revoked lease has
+    /// deleted our key, so the check says `NotHeld` at once; an unreachable server fails
+    /// the check too, with the transient error the core retries.
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
         let mut client = self.client.clone();
         let lease_id = i64::try_from(lease.revision).unwrap_or_default();
-        let (mut keeper, mut responses) = client
+        // etcd-client sends the first keep-alive itself and fails if etcd answers with
+        // TTL <= 0 (the lease no longer exists).
+        let kept = client
             .lease_keep_alive(lease_id)
             .await
-            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?;
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?;
-        let alive = responses
-            .message()
-            .await
-            .map_err(|e| lock_error(e, "keep the etcd lease alive"))?
-            .is_some_and(|response| response.ttl() > 0);
-        if !alive {
-            return Ok(Renew::NotHeld);
-        }
+            .map_err(|e| lock_error(e, "keep the etcd lease alive"));
         let key = self.key(&lease.name);
         let token = i64::try_from(lease.token.get()).unwrap_or_default();
         let ours = Txn::new().when([Compare::create_revision(
@@ -226,12 +238,12 @@ impl Backend for EtcdBackend {
             .txn(ours)
             .await
             .map_err(|e| lock_error(e, "check the lock"))?;
-        if response.succeeded() {
-            Ok(Renew::Renewed(lease.clone()))
-        } else {
+        if !response.succeeded() {
             self.revoke(lease_id).await;
-            Ok(Renew::NotHeld)
+            return Ok(Renew::NotHeld);
         }
+        kept?;
+        Ok(Renew::Renewed(lease.clone()))
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
@@ -368,5 +380,24 @@ impl Backend for EtcdBackend {
             }
         });
         Ok(changes.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_take_answered_without_a_revision_is_an_error_not_token_zero() {
+        let name = LockName::new("lock").expect("valid");
+        assert!(matches!(
+            revision(None, &name),
+            Err(Error::Malformed { .. })
+        ));
+        assert!(matches!(
+            revision(Some(0), &name),
+            Err(Error::Malformed { .. })
+        ));
+        assert_eq!(revision(Some(7), &name).ok(), Some(FencingToken::new(7)));
     }
 }

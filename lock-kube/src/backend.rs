@@ -321,7 +321,9 @@ impl Backend for KubeBackend {
     async fn renew(&self, held: &Held) -> Result<Renew> {
         let renewed = self
             .inner
-            .rewrite_own(held, "renew", |spec| record::renewed(spec, record::now()))
+            .rewrite_own(held, "renew", |spec| {
+                record::renewed(spec, held.ttl, record::now())
+            })
             .await?;
         Ok(match renewed {
             Some(written) => Renew::Renewed(Held {

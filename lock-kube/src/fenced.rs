@@ -21,6 +21,11 @@ const CONFLICT_RETRIES: usize = 5;
 /// lease while a newer holder wrote, gets [`Error::StaleToken`] and changes nothing.
 /// Works with typed `Api<K>` and with `Api<DynamicObject>`.
 ///
+/// `change` may edit the object in place or replace it whole (`*object =
+/// desired.clone()`): whatever it does, the write carries the resourceVersion that was
+/// checked (never none, which most types accept as an unconditional update) and the
+/// annotation with `token`, so the recorded token never goes down.
+///
 /// ```no_run
 /// use k8s_openapi::api::core::v1::ConfigMap;
 /// use kube::Api;
@@ -56,7 +61,9 @@ where
                 current,
             });
         }
+        let checked = object.meta().resource_version.clone();
         change(&mut object);
+        object.meta_mut().resource_version = checked;
         object
             .annotations_mut()
             .insert(FENCING_TOKEN_ANNOTATION.to_owned(), token.to_string());

@@ -100,9 +100,11 @@ pub(crate) fn acquired(
     }
 }
 
-/// `spec` renewed at `now`.
-pub(crate) fn renewed(mut spec: LeaseSpec, now: MicroTime) -> LeaseSpec {
+/// `spec` renewed at `now`, with our lease duration asserted again: if another writer
+/// lowered it, contenders would take over before the holder stops trusting its lock.
+pub(crate) fn renewed(mut spec: LeaseSpec, ttl: Duration, now: MicroTime) -> LeaseSpec {
     spec.renew_time = Some(now);
+    spec.lease_duration_seconds = Some(whole_seconds(ttl));
     spec
 }
 

@@ -101,10 +101,11 @@ fn acquisition(token: FencingToken) -> String {
     format!("v1:{token}:")
 }
 
+/// A TTL in whole milliseconds, rounded up: the key must never expire on the server
+/// sooner than the guard trusts it.
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+    let rounded_up = duration.as_nanos().div_ceil(1_000_000);
+    u64::try_from(rounded_up).unwrap_or(u64::MAX).max(1)
 }
 
 /// `text` with Redis' glob characters escaped, to match it literally.
@@ -302,6 +303,15 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttls_are_rounded_up_to_whole_milliseconds() {
+        assert_eq!(millis(Duration::from_micros(1500)), 2);
+        assert_eq!(millis(Duration::from_nanos(1)), 1);
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_millis(3000)), 3000);
+        assert_eq!(millis(Duration::from_nanos(3_000_000_001)), 3001);
+    }
 
     #[test]
     fn lock_values_are_read_and_foreign_values_rejected() {

@@ -5,9 +5,39 @@ use redis::{ToRedisArgs, aio::ConnectionLike};
 
 use crate::{error::lock_error, scripts};
 
-/// The suffix of the key holding a fenced key's high-water mark: the mark of `key` is
-/// `{key}` + this, so both hash to the same Redis Cluster slot.
+/// The suffix of the key holding a fenced key's high-water mark. The mark of a key with
+/// a hash tag (`user:{42}:profile`) is the key + this, keeping the tag; of a key without
+/// one it is `{key}` + this. Either way both hash to the same Redis Cluster slot.
 pub const MARK_SUFFIX: &str = ":fencing-token";
+
+/// What Redis Cluster hashes for `key`: its hash tag (the text between the first `{`
+/// and the first `}` after it, if not empty), or the whole key.
+fn hashed_part(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(length) = key[open + 1..].find('}')
+        && length > 0
+    {
+        return &key[open + 1..open + 1 + length];
+    }
+    key
+}
+
+/// The key of `key`'s high-water mark, in the same cluster slot as `key`.
+pub fn mark_key(key: &str) -> Result<String, Error> {
+    if hashed_part(key) != key {
+        return Ok(format!("{key}{MARK_SUFFIX}"));
+    }
+    if key.contains('}') {
+        // Its slot hashes the whole key, and no tag can hold a '}'.
+        return Err(Error::InvalidOption {
+            reason: format!(
+                "the fenced key {key:?} has a '}}' but no hash tag: no mark key can share its Redis Cluster slot; give it a hash tag, e.g. {{{}}}",
+                key.replace(['{', '}'], "")
+            ),
+        });
+    }
+    Ok(format!("{{{key}}}{MARK_SUFFIX}"))
+}
 
 /// Sets `key` to `value` only if `token` is not below the highest token a fenced set of
 /// `key` has presented, raising that mark in the same step. A former holder gets
@@ -28,7 +58,7 @@ pub async fn fenced_set<C: ConnectionLike + Send>(
 ) -> Result<(), Error> {
     let (written, mark): (i64, String) = scripts::FENCED_SET
         .key(key)
-        .key(format!("{{{key}}}{MARK_SUFFIX}"))
+        .key(mark_key(key)?)
         .arg(value)
         .arg(format!("{:020}", token.get()))
         .invoke_async(connection)
@@ -45,4 +75,29 @@ pub async fn fenced_set<C: ConnectionLike + Send>(
         presented: token,
         current: FencingToken::new(current),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_and_its_mark_hash_to_the_same_cluster_slot() {
+        for key in ["report", "user:{42}:profile", "{tag}", "a{b}c{d}", "{"] {
+            let mark = mark_key(key).expect("a mark key");
+            assert_eq!(hashed_part(&mark), hashed_part(key), "{key:?} and {mark:?}");
+        }
+        assert_eq!(hashed_part("user:{42}:profile"), "42");
+        assert_eq!(
+            hashed_part("x{}y{z}"),
+            "x{}y{z}",
+            "an empty tag hashes the whole key"
+        );
+        for key in ["a}b", "{}x", "x{}", "x{}y{z}"] {
+            assert!(
+                matches!(mark_key(key), Err(Error::InvalidOption { .. })),
+                "{key:?}"
+            );
+        }
+    }
 }

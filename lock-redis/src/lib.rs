@@ -41,4 +41,4 @@ mod scripts;
 mod subscriber;
 
 pub use backend::{DEFAULT_PREFIX, RedisBackend};
-pub use fenced::{MARK_SUFFIX, fenced_set};
+pub use fenced::{MARK_SUFFIX, fenced_set, mark_key};

@@ -95,21 +95,23 @@ impl Subscriber {
         if let Some(receiver) = existing {
             return Ok(receiver);
         }
-        let sender = broadcast::Sender::new(16);
-        let receiver = sender.subscribe();
+        // Known only once Redis confirmed it: an entry made before, by a subscribe whose
+        // future was then dropped, would be reused by later waiters that never hear a
+        // message. A message published before the entry exists is not missed either:
+        // every waiter looks at the lock again after subscribing.
         connection
+            .sink
+            .subscribe(channel)
+            .await
+            .map_err(|error| lock_error(error, name, "subscribe to the lock's channel"))?;
+        let mut channels = connection
             .channels
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(channel.to_owned(), sender);
-        if let Err(error) = connection.sink.subscribe(channel).await {
-            let mut channels = connection
-                .channels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            channels.remove(channel);
-            return Err(lock_error(error, name, "subscribe to the lock's channel"));
-        }
+            .unwrap_or_else(PoisonError::into_inner);
+        let receiver = channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| broadcast::Sender::new(16))
+            .subscribe();
         Ok(receiver)
     }
 }
