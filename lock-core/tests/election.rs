@@ -223,3 +223,52 @@ async fn work_that_returns_steps_down_and_the_campaign_continues() {
     leader.shutdown();
     running.await.expect("ran").expect("returns Ok");
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_leading_run_future_leaves_it_stopped_healthy_and_released() {
+    let server = MemoryBackend::new();
+    let leader = elector(server.clone(), "leader");
+    let health = leader.health();
+    let running = run(&leader);
+    sleep(Duration::from_millis(1)).await;
+    assert!(leader.is_leader());
+
+    running.abort();
+    let _ = running.await;
+    assert_eq!(*leader.state().borrow(), LeaderState::Stopped);
+    assert!(!leader.is_leader());
+    sleep(TTL).await;
+    assert!(health.is_healthy(), "a stopped elector is healthy");
+    let next = Lock::builder(server, "leader", "next")
+        .timing(Timing::new(TTL))
+        .build()
+        .expect("valid lock")
+        .acquire_timeout(Duration::from_millis(10))
+        .await
+        .expect("released in the background, not after the TTL");
+    assert!(next.is_valid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_stays_true_while_renewals_are_slow_but_succeed() {
+    let recorder = Recorder::new(MemoryBackend::new());
+    let leader = elector(recorder.clone(), "leader");
+    let health = leader.health();
+    let running = run(&leader);
+    sleep(Duration::from_millis(1)).await;
+    // Each renewal takes 4 s of the 5 s renew interval (the request timeout): slow, but
+    // every one succeeds and the lock is never at risk.
+    recorder.set_renew_latency(Duration::from_secs(4));
+    let until = Instant::now() + TTL * 3;
+    while Instant::now() < until {
+        assert!(leader.is_leader(), "slow renewals keep the lock");
+        assert!(
+            health.is_healthy(),
+            "slow but successful renewals are healthy"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorder.renewals().len() >= 8);
+    leader.shutdown();
+    running.await.expect("ran").expect("returns Ok");
+}

@@ -214,6 +214,64 @@ async fn dropping_a_guard_releases_in_the_background_and_ends_every_view_of_it()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dropped_release_still_releases_the_lock_in_the_background() {
+    let faulty = Faulty::new(MemoryBackend::new());
+    let server = faulty.inner().clone();
+    let guard = lock(faulty.clone(), "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let view = guard.validity();
+    // The release request takes a second to get through; the caller gives up first.
+    faulty.freeze(true);
+    let released = tokio::time::timeout(Duration::from_millis(10), guard.release()).await;
+    assert!(released.is_err(), "the release was cut short");
+    assert!(
+        !view.is_valid(),
+        "the guard is invalid once its release began"
+    );
+    faulty.freeze(false);
+    let next = lock(server, "next")
+        .try_acquire()
+        .await
+        .expect("free without waiting for the TTL");
+    assert!(next.token() > view.token());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_whose_answer_was_lost_is_unconfirmed_not_lost() {
+    let faulty = Faulty::new(MemoryBackend::new());
+    let server = faulty.inner().clone();
+    let guard = lock(faulty.clone(), "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let token = guard.token();
+    // The release lands, but its answer comes after the request timeout (the renew
+    // interval); the retry then finds the lock free.
+    faulty.answer_late(TTL / 3 + SECOND);
+    let answers_again = {
+        let faulty = faulty.clone();
+        tokio::spawn(async move {
+            sleep(TTL / 3 + Duration::from_millis(100)).await;
+            faulty.heal();
+        })
+    };
+    let outcome = guard.release().await;
+    answers_again.await.expect("healed");
+    match outcome {
+        Err(Error::ReleaseUnconfirmed {
+            token: unconfirmed, ..
+        }) => assert_eq!(unconfirmed, token),
+        other => panic!("expected ReleaseUnconfirmed, got {other:?}"),
+    }
+    lock(server, "next")
+        .try_acquire()
+        .await
+        .expect("the first attempt released it");
+}
+
+#[tokio::test(start_paused = true)]
 async fn acquire_timeout_gives_up_with_a_typed_error() {
     let server = MemoryBackend::new();
     let _held = lock(server.clone(), "holder")

@@ -93,6 +93,35 @@ async fn a_holder_cut_off_from_etcd_reports_lost_before_its_key_expires() {
     );
 }
 
+/// `etcdctl lease revoke` of the holder's lease: the key is gone, and the holder learns
+/// it at its next renewal as `Taken`, not as a transient error retried until `Expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_etcd_lease_is_not_ours_at_the_next_renewal() {
+    let etcd = Etcd::start().await;
+    let name = unique_name("revoked");
+    let backend = EtcdBackend::new(etcd.client().await);
+    let key = backend.key(&LockName::new(&name).expect("valid"));
+    let guard = lock(backend, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let mut operator = etcd.client().await;
+    let held = operator.get(key.as_str(), None).await.expect("get");
+    let lease = held.kvs().first().expect("the lock key").lease();
+    operator
+        .lease_revoke(lease)
+        .await
+        .expect("revoke the lease");
+    let revoked = Instant::now();
+
+    let bound = Timing::new(TTL).renew_interval() + Duration::from_millis(500);
+    let reason = tokio::time::timeout(bound, guard.lost())
+        .await
+        .expect("the holder learns of the revoke at its next renewal");
+    assert_eq!(reason, LossReason::Taken);
+    assert!(revoked.elapsed() < bound);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_acquires_leave_no_keys_or_leases() {
     let etcd = Etcd::start().await;

@@ -14,7 +14,7 @@ use kube::{
 use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Take, Timing, conformance::unique_name,
 };
-use lock_kube::{KubeBackend, fenced_update};
+use lock_kube::{FENCING_TOKEN_ANNOTATION, KubeBackend, fenced_update};
 use lock_tests::Kube;
 use tokio::time::sleep;
 
@@ -379,6 +379,104 @@ async fn a_fenced_write_with_an_older_token_is_rejected_after_a_newer_one_was_ac
     fenced_update(&dynamic, &name, FencingToken::new(21), |_| {})
         .await
         .expect("a newer token writes");
+}
+
+/// The interleaving of a stale writer: its token check passes, then a newer writer
+/// writes, then the stale writer's change replaces the whole object (dropping its
+/// resourceVersion). The stale write must conflict, be checked again, and be rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_update_stays_conditional_when_the_change_replaces_the_whole_object() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = unique_name("fenced-replace");
+    let desired = |owner: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            annotations: Some([(FENCING_TOKEN_ANNOTATION.to_owned(), "1".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some([("owner".to_owned(), owner.to_owned())].into()),
+        ..ConfigMap::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &desired("nobody"))
+        .await
+        .expect("create");
+    fenced_update(&config_maps, &name, FencingToken::new(10), |_| {})
+        .await
+        .expect("the old holder writes first");
+
+    let stale_desired = desired("stale");
+    let mut interleaved = false;
+    let stale = fenced_update(&config_maps, &name, FencingToken::new(10), |object| {
+        if !interleaved {
+            interleaved = true;
+            // Between the stale writer's check and its write, the newer holder writes.
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    fenced_update(&config_maps, &name, FencingToken::new(20), |map| {
+                        map.data
+                            .get_or_insert_with(Default::default)
+                            .insert("owner".into(), "new".into());
+                    })
+                    .await
+                    .expect("the newer holder writes");
+                });
+            });
+        }
+        *object = stale_desired.clone();
+    })
+    .await;
+    assert!(interleaved);
+    match stale {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented.get(), current.get()), (10, 20))
+        }
+        other => panic!("expected StaleToken, got {other:?}"),
+    }
+    let after = config_maps.get(&name).await.expect("get");
+    assert_eq!(
+        after.data.and_then(|d| d.get("owner").cloned()).as_deref(),
+        Some("new"),
+        "the newer holder's data stands"
+    );
+    let recorded = after
+        .metadata
+        .annotations
+        .and_then(|a| a.get(FENCING_TOKEN_ANNOTATION).cloned());
+    assert_eq!(
+        recorded.as_deref(),
+        Some("20"),
+        "the recorded token never goes down"
+    );
+}
+
+#[tokio::test]
+async fn a_renewal_restores_a_lease_duration_lowered_by_another_writer() {
+    let name = unique_name("duration");
+    let guard = lock(backend().await, &name, "holder")
+        .acquire()
+        .await
+        .expect("acquire");
+    let api = leases().await;
+    let mut lowered = api.get(&name).await.expect("the lease");
+    lowered
+        .spec
+        .get_or_insert_with(Default::default)
+        .lease_duration_seconds = Some(1);
+    let lowered = api
+        .replace(&name, &PostParams::default(), &lowered)
+        .await
+        .expect("a foreign writer lowers the duration");
+
+    let after = renewed_since(&name, &spec(&lowered)).await;
+    assert!(guard.is_valid());
+    assert_eq!(
+        spec(&after).lease_duration_seconds,
+        Some(3),
+        "the holder's renewal asserts its own duration again"
+    );
+    guard.release().await.expect("release");
 }
 
 #[tokio::test]
