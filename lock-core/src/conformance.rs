@@ -867,7 +867,8 @@ pub async fn elected_shards_share_fairly_and_never_overlap(backend: impl Backend
     }
 }
 
-/// Two members share 12 shards; one is cut off from the server. Sampled every 10 ms, the
+/// Two members share 12 shards; one is cut off from the server (its requests hang, as
+/// over a blackholed connection, until they time out). Sampled every 10 ms, the
 /// shards it publishes ([`owned`](crate::ElectedShards::owned)) never include one the
 /// other member owns with a valid guard: a shard leaves the published set the moment
 /// its guard is no longer valid, whatever the network does.
@@ -900,7 +901,7 @@ pub async fn a_cut_off_members_published_shards_never_overlap_the_new_owners(
     )
     .await;
 
-    faulty.partition(true);
+    faulty.freeze(true);
     let deadline = Instant::now() + TTL + Duration::from_secs(3);
     let mut samples = 0;
     loop {

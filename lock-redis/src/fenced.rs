@@ -22,7 +22,15 @@ fn hashed_part(key: &str) -> &str {
     key
 }
 
-/// The key of `key`'s high-water mark, in the same cluster slot as `key`.
+/// The key of `key`'s high-water mark, in the same cluster slot as `key`: `key` +
+/// [`MARK_SUFFIX`] if `key` has a hash tag, else `{key}` + [`MARK_SUFFIX`]. A key with a
+/// `}` but no hash tag (`a}b`, `{}x`) hashes whole, and no tag can equal it:
+/// [`Error::InvalidOption`].
+///
+/// ```
+/// assert_eq!(lock_redis::mark_key("user:{42}:profile").unwrap(), "user:{42}:profile:fencing-token");
+/// assert_eq!(lock_redis::mark_key("report").unwrap(), "{report}:fencing-token");
+/// ```
 pub fn mark_key(key: &str) -> Result<String, Error> {
     if hashed_part(key) != key {
         return Ok(format!("{key}{MARK_SUFFIX}"));
@@ -41,7 +49,9 @@ pub fn mark_key(key: &str) -> Result<String, Error> {
 
 /// Sets `key` to `value` only if `token` is not below the highest token a fenced set of
 /// `key` has presented, raising that mark in the same step. A former holder gets
-/// [`Error::StaleToken`] and changes nothing.
+/// [`Error::StaleToken`] and changes nothing. The mark lives at [`mark_key`], in the
+/// same Redis Cluster slot as `key`; a key whose slot no mark can share is
+/// [`Error::InvalidOption`].
 ///
 /// ```no_run
 /// use lock_redis::{RedisBackend, fenced_set};

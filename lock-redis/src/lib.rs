@@ -32,6 +32,26 @@
 //!   the time since the last token. A replica promoted after an asynchronous failover can
 //!   lose the last writes; the time floor covers that too, within the same clock caveat.
 //!
+//! # Expiry and the server's wall clock
+//!
+//! Redis expires a key at an absolute time on its own wall clock (the `PX` of the take,
+//! the `PEXPIRE` of a renewal, turned into "now + TTL" by the server's clock when they
+//! run). A forward step of the server's clock (an NTP correction, a VM restored from a
+//! snapshot) therefore expires a lock early, as soon as the step is larger than what is
+//! left of the TTL, and another contender may then take it while the holder still
+//! trusts its guard: the holder's validity is measured on its own monotonic clock and
+//! cannot see the server's step. The drift margin ([`Timing`](lock_core::Timing),
+//! default TTL / 100 + 2 ms) covers the rate drift between the two clocks over one TTL,
+//! not steps. So run Redis with a clock that slews rather than steps (chrony or
+//! `ntpd -x`), raise the drift margin to the largest step you expect, and keep fencing
+//! every protected write: a write by a holder whose lock expired early is still rejected
+//! once its successor has written. Kubernetes judges expiry by each contender's own
+//! observation and etcd by its leader's monotonic lease clock, so neither has this
+//! caveat.
+//!
+//! TTLs are sent in whole milliseconds, rounded up, so the server never holds a lock for
+//! less than the guard trusts it.
+//!
 //! [`fenced_set`] sets a key only if its token is not below the key's high-water mark.
 
 mod backend;
