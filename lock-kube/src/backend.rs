@@ -287,7 +287,7 @@ impl Backend for KubeBackend {
                             let spec = record::acquired(
                                 holder,
                                 ttl,
-                                Some(record.transitions),
+                                Some(&current.spec.clone().unwrap_or_default()),
                                 acquire_time.clone(),
                             );
                             inner.replace(name, current, spec).await?

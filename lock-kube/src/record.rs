@@ -83,20 +83,25 @@ impl Record {
 }
 
 /// The spec of a new acquisition by `holder`, as client-go writes it: a transition more
-/// than the record it replaces.
+/// than the record it replaces (`previous`, `None` for a new Lease). Fields the lock
+/// record does not own (coordinated election's `strategy` and `preferredHolder`) are
+/// kept as found.
 pub(crate) fn acquired(
     holder: &str,
     ttl: Duration,
-    previous_transitions: Option<i32>,
+    previous: Option<&LeaseSpec>,
     now: MicroTime,
 ) -> LeaseSpec {
+    let transitions = previous.map_or(0, |spec| {
+        spec.lease_transitions.unwrap_or(0).saturating_add(1)
+    });
     LeaseSpec {
         holder_identity: Some(holder.to_owned()),
         lease_duration_seconds: Some(whole_seconds(ttl)),
         acquire_time: Some(now.clone()),
         renew_time: Some(now),
-        lease_transitions: Some(previous_transitions.map_or(0, |t| t.saturating_add(1))),
-        ..LeaseSpec::default()
+        lease_transitions: Some(transitions),
+        ..previous.cloned().unwrap_or_default()
     }
 }
 
@@ -109,15 +114,14 @@ pub(crate) fn renewed(mut spec: LeaseSpec, ttl: Duration, now: MicroTime) -> Lea
 }
 
 /// The spec of a released lease, as client-go's ReleaseOnCancel writes it: no holder,
-/// a one-second duration, the transitions kept.
+/// a one-second duration, the transitions and the fields the record does not own kept.
 pub(crate) fn released(spec: LeaseSpec, now: MicroTime) -> LeaseSpec {
     LeaseSpec {
         holder_identity: Some(String::new()),
         lease_duration_seconds: Some(1),
         acquire_time: Some(now.clone()),
         renew_time: Some(now),
-        lease_transitions: spec.lease_transitions,
-        ..LeaseSpec::default()
+        ..spec
     }
 }
 
@@ -205,9 +209,37 @@ mod tests {
     }
 
     #[test]
+    fn fields_the_record_does_not_own_are_kept_by_every_write() {
+        let coordinated = LeaseSpec {
+            holder_identity: Some("old".into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(now()),
+            strategy: Some("OldestEmulationVersion".into()),
+            preferred_holder: Some("someone".into()),
+            ..LeaseSpec::default()
+        };
+        let taken = acquired("pod-a", Duration::from_secs(3), Some(&coordinated), now());
+        let renewed = renewed(taken.clone(), Duration::from_secs(3), now());
+        let free = released(renewed.clone(), now());
+        for spec in [taken, renewed, free] {
+            assert_eq!(spec.strategy.as_deref(), Some("OldestEmulationVersion"));
+            assert_eq!(spec.preferred_holder.as_deref(), Some("someone"));
+        }
+    }
+
+    #[test]
     fn records_are_written_as_client_go_writes_them() {
         let at = now();
-        let taken = acquired("pod-a", Duration::from_millis(2500), Some(4), at.clone());
+        let before = LeaseSpec {
+            lease_transitions: Some(4),
+            ..LeaseSpec::default()
+        };
+        let taken = acquired(
+            "pod-a",
+            Duration::from_millis(2500),
+            Some(&before),
+            at.clone(),
+        );
         assert_eq!(taken.holder_identity.as_deref(), Some("pod-a"));
         assert_eq!(
             taken.lease_duration_seconds,
