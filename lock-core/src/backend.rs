@@ -59,6 +59,10 @@ pub enum Take {
 pub enum Renew {
     /// Still ours, for another TTL; carries the lease for the next compare-and-set.
     Renewed(Lease),
+    /// Still ours, for another TTL, but the server asks the holder to hand the lock
+    /// over (Kubernetes' coordinated leader election names another `preferredHolder`):
+    /// a leader drains its work and releases, as on a graceful step-down.
+    HandOver(Lease),
     /// No longer ours: expired, released, or taken by someone else.
     NotHeld,
 }

@@ -38,7 +38,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The elector campaigns for its [`Lock`] without end: while another replica leads it
 /// follows, waiting on the backend's notifications; once it holds the lock it runs the
 /// work future. If the lock is lost, the work is cancelled (dropped) at once and the
-/// campaign resumes in the same process. On [`shutdown`](LeaderElector::shutdown) it
+/// campaign resumes in the same process. When the server asks the leader to hand over
+/// (Kubernetes' coordinated leader election naming another `preferredHolder`), the
+/// leader steps down as at shutdown (drain, release) and campaigns again. On
+/// [`shutdown`](LeaderElector::shutdown) it
 /// stops campaigning, tells the work to drain ([`Leadership::stopping`]), waits for it
 /// up to the drain timeout, and releases the lock so that a standby takes over at once.
 ///
@@ -101,8 +104,8 @@ impl Leadership {
         &self.validity
     }
 
-    /// Resolves when a graceful step-down begins: stop taking new work, finish what is
-    /// in flight, and return.
+    /// Resolves when a graceful step-down begins (shutdown, or a hand-over the server
+    /// asked for): stop taking new work, finish what is in flight, and return.
     pub async fn stopping(&self) {
         self.stopping.cancelled().await;
     }
@@ -169,6 +172,8 @@ enum TermEnd {
     Finished,
     Lost(LossReason),
     Shutdown,
+    /// The server asked for the lock to go to another holder.
+    HandOver,
 }
 
 impl LeaderElector {
@@ -295,16 +300,19 @@ impl LeaderElector {
             tracing::info!(lock = %self.lock.name(), holder = %self.lock.identity(), %token, "leading");
 
             // Boxed so that dropping it below really cancels the work, before the release.
+            let stopping = self.shutdown.child_token();
             let mut term = Box::pin(work(Leadership {
                 validity: guard.validity(),
-                stopping: self.shutdown.clone(),
+                stopping: stopping.clone(),
             }));
             let end = tokio::select! {
                 () = &mut term => TermEnd::Finished,
                 reason = guard.lost() => TermEnd::Lost(reason),
                 () = self.shutdown.cancelled() => TermEnd::Shutdown,
+                () = guard.hand_over() => TermEnd::HandOver,
             };
-            if let TermEnd::Shutdown = end {
+            if let TermEnd::Shutdown | TermEnd::HandOver = end {
+                stopping.cancel();
                 let started = Instant::now();
                 tokio::select! {
                     () = &mut term => tracing::info!(took = ?started.elapsed(), "work drained"),
@@ -320,7 +328,7 @@ impl LeaderElector {
                     tracing::warn!(lock = %self.lock.name(), %token, %reason, "lost leadership; campaigning again");
                     drop(guard);
                 }
-                TermEnd::Finished | TermEnd::Shutdown => {
+                TermEnd::Finished | TermEnd::Shutdown | TermEnd::HandOver => {
                     if let Err(error) = guard.release().await {
                         tracing::warn!(lock = %self.lock.name(), %token, %error, "stepping down: release failed");
                     } else {

@@ -97,6 +97,14 @@ impl Guard {
         self.validity.lost().await
     }
 
+    /// Resolves once the server asks this holder to hand the lock over (Kubernetes'
+    /// coordinated leader election naming another preferred holder); never, if it does
+    /// not. The lock stays valid: finish the work, then [`release`](Guard::release).
+    /// Cancel-safe.
+    pub async fn hand_over(&self) {
+        self.validity.hand_over().await;
+    }
+
     /// A cloneable view of this guard's validity, for code that does not own the guard.
     pub fn validity(&self) -> Validity {
         self.validity.clone()

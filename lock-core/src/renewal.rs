@@ -74,11 +74,15 @@ async fn renew_until_stopped(
         let current = lease.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let bound = timing.request_timeout().min(deadline - sent);
         let span = tracing::debug_span!("renew", lock = %current.name, holder = %current.holder, token = %current.token);
-        match timeout(bound, backend.renew(&current))
+        let answer = timeout(bound, backend.renew(&current))
             .instrument(span)
-            .await
-        {
-            Ok(Ok(Renew::Renewed(renewed))) => {
+            .await;
+        if let Ok(Ok(Renew::HandOver(_))) = &answer {
+            tracing::debug!("the server asks this holder to hand the lock over");
+            validity.request_hand_over();
+        }
+        match answer {
+            Ok(Ok(Renew::Renewed(renewed) | Renew::HandOver(renewed))) => {
                 crate::metrics::renewed(validity.name(), sent.elapsed());
                 *lease.lock().unwrap_or_else(PoisonError::into_inner) = renewed;
                 if !validity.extend(sent, timing.validity()) {

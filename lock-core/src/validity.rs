@@ -42,6 +42,8 @@ struct Status {
     last_renewed: Instant,
     /// Whether the last renewal attempt failed or timed out (cleared by a success).
     renewal_failing: bool,
+    /// Whether the server asked the holder to hand the lock over.
+    hand_over: bool,
     lost: Option<LossReason>,
 }
 
@@ -83,6 +85,7 @@ impl Validity {
                 valid_until: sent + validity,
                 last_renewed: sent,
                 renewal_failing: false,
+                hand_over: false,
                 lost: None,
             })),
         }
@@ -119,6 +122,29 @@ impl Validity {
     /// since.
     pub fn renewal_failing(&self) -> bool {
         self.status.borrow().renewal_failing
+    }
+
+    /// Whether the server asked this holder to hand the lock over (see
+    /// [`Renew::HandOver`](crate::Renew::HandOver)). The lock stays valid meanwhile.
+    pub fn hand_over_requested(&self) -> bool {
+        self.status.borrow().hand_over
+    }
+
+    /// Resolves once the server asks this holder to hand the lock over; never, if it
+    /// does not. Cancel-safe.
+    pub async fn hand_over(&self) {
+        let mut status = self.status.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = status.wait_for(|status| status.hand_over).await;
+    }
+
+    /// Records that the server asks for a hand-over.
+    pub(crate) fn request_hand_over(&self) {
+        self.status.send_if_modified(|status| {
+            let changed = !status.hand_over;
+            status.hand_over = true;
+            changed
+        });
     }
 
     /// Records that a renewal attempt failed or timed out.

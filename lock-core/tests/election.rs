@@ -272,3 +272,52 @@ async fn health_stays_true_while_renewals_are_slow_but_succeed() {
     leader.shutdown();
     running.await.expect("ran").expect("returns Ok");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_asked_to_hand_over_drains_releases_and_campaigns_again() {
+    let server = MemoryBackend::new();
+    let asking = Recorder::new(server.clone());
+    let (a, b) = (elector(asking.clone(), "a"), elector(server, "b"));
+    let drained = Arc::new(AtomicUsize::new(0));
+    let running_a = {
+        let (a, drained) = (a.clone(), drained.clone());
+        tokio::spawn(async move {
+            a.run(|leadership| {
+                let drained = drained.clone();
+                async move {
+                    leadership.stopping().await;
+                    drained.fetch_add(1, SeqCst);
+                }
+            })
+            .await
+        })
+    };
+    sleep(Duration::from_millis(1)).await;
+    assert!(a.is_leader());
+    let running_b = run(&b);
+    sleep(Duration::from_millis(1)).await;
+
+    asking.ask_for_hand_over();
+    let asked = Instant::now();
+    while !b.is_leader() {
+        assert!(
+            asked.elapsed() <= TTL / 3,
+            "handed over within one renew interval"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        drained.load(SeqCst),
+        1,
+        "the work drained before the release"
+    );
+    assert!(!a.is_leader());
+    assert!(
+        matches!(*a.state().borrow(), LeaderState::Following { .. }),
+        "a hand-over is not a shutdown: the campaign goes on"
+    );
+    for (elector, running) in [(a, running_a), (b, running_b)] {
+        elector.shutdown();
+        running.await.expect("ran").expect("returns Ok");
+    }
+}

@@ -239,8 +239,13 @@ impl Inner {
     }
 
     fn info(&self, name: &str, record: &Record) -> Option<LockInfo> {
+        self.info_for(name, record, record.holder.clone()?)
+    }
+
+    /// The record as held by `holder`.
+    fn info_for(&self, name: &str, record: &Record, holder: String) -> Option<LockInfo> {
         Some(LockInfo {
-            holder: record.holder.clone()?,
+            holder,
             token: None,
             ttl: record.duration,
             acquired_at: record.acquire_time.as_ref().map(record::system_time),
@@ -277,7 +282,18 @@ impl Backend for KubeBackend {
                 Some(current) => {
                     let record = Record::read(&current)?;
                     let unexpired = !inner.known.expires_in(name, &record).is_zero();
-                    match inner.info(name, &record).filter(|_| unexpired) {
+                    // A lease coordinated leader election hands to another candidate is
+                    // theirs while its record is fresh, even when released.
+                    let preferred = current
+                        .spec
+                        .as_ref()
+                        .and_then(|spec| record::preferred_other(spec, holder))
+                        .filter(|_| record.holder.is_none());
+                    let held = match preferred {
+                        Some(preferred) => inner.info_for(name, &record, preferred),
+                        None => inner.info(name, &record),
+                    };
+                    match held.filter(|_| unexpired) {
                         Some(info) if fresh => return Ok(Take::Held(info)),
                         Some(_) => {
                             (lease, fresh) = (inner.current(name, true).await?, true);
@@ -326,10 +342,18 @@ impl Backend for KubeBackend {
             })
             .await?;
         Ok(match renewed {
-            Some(written) => Renew::Renewed(Held {
-                revision: record::token(&written)?.get(),
-                ..held.clone()
-            }),
+            Some(written) => {
+                let renewed = Held {
+                    revision: record::token(&written)?.get(),
+                    ..held.clone()
+                };
+                let spec = written.spec.unwrap_or_default();
+                if record::preferred_other(&spec, &held.holder).is_some() {
+                    Renew::HandOver(renewed)
+                } else {
+                    Renew::Renewed(renewed)
+                }
+            }
             None => {
                 self.inner.set_acquisition(held, None);
                 Renew::NotHeld

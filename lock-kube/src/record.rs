@@ -82,6 +82,15 @@ impl Record {
     }
 }
 
+/// Whom coordinated leader election prefers over `holder`: `preferredHolder` when it
+/// is set with a `strategy` and names someone else.
+pub(crate) fn preferred_other(spec: &LeaseSpec, holder: &str) -> Option<String> {
+    spec.strategy.as_ref()?;
+    spec.preferred_holder
+        .clone()
+        .filter(|preferred| !preferred.is_empty() && preferred != holder)
+}
+
 /// The spec of a new acquisition by `holder`, as client-go writes it: a transition more
 /// than the record it replaces (`previous`, `None` for a new Lease). Fields the lock
 /// record does not own (coordinated election's `strategy` and `preferredHolder`) are

@@ -25,6 +25,7 @@ struct Script {
     latency: Duration,
     renew_latency: Option<Duration>,
     fail_permanently: bool,
+    hand_over: bool,
     renewals: Vec<Request>,
 }
 
@@ -62,6 +63,11 @@ impl Recorder {
         self.script().fail_permanently = true;
     }
 
+    /// Renewals succeed but ask the holder to hand the lock over.
+    pub fn ask_for_hand_over(&self) {
+        self.script().hand_over = true;
+    }
+
     pub fn renewals(&self) -> Vec<Request> {
         self.script().renewals.clone()
     }
@@ -90,14 +96,19 @@ impl Backend for Recorder {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
-        let (index, latency, fail) = {
+        let (index, latency, fail, hand_over) = {
             let mut script = self.script();
             script.renewals.push(Request {
                 sent: Instant::now(),
                 ended: None,
             });
             let latency = script.renew_latency.unwrap_or(script.latency);
-            (script.renewals.len() - 1, latency, script.fail_permanently)
+            (
+                script.renewals.len() - 1,
+                latency,
+                script.fail_permanently,
+                script.hand_over,
+            )
         };
         let _ends = Ends(self.script.clone(), index);
         if latency == Duration::MAX {
@@ -107,7 +118,10 @@ impl Backend for Recorder {
         if fail {
             return Err(Error::permanent("forbidden"));
         }
-        self.inner.renew(lease).await
+        match self.inner.renew(lease).await? {
+            Renew::Renewed(renewed) if hand_over => Ok(Renew::HandOver(renewed)),
+            outcome => Ok(outcome),
+        }
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
