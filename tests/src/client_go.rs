@@ -6,11 +6,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::{Kube, process::Server};
+use crate::{Kube, KubeVersion, process::Server};
 
 /// A Go process running client-go's leader election (`LeaseLock`, ReleaseOnCancel) on a
-/// Lease: `tests/go/lease-contender`, built by `scripts/provision` with the client-go of
-/// Kubernetes v1.20.2. Stopped on drop.
+/// Lease: `tests/go/lease-contender`, built by `scripts/provision` twice, with the
+/// client-go of Kubernetes v1.20.2 and with client-go v0.36.3; each runs against the
+/// apiserver of its release ([`Kube::version`]). Stopped on drop.
 #[derive(Debug)]
 pub struct GoContender {
     server: Server,
@@ -55,7 +56,7 @@ impl GoContender {
         ];
         let server = Server::spawn(
             "lease-contender",
-            binary(),
+            binary(kube.version()),
             args.into_iter().map(OsString::from).collect(),
             Server::make_dir("lease-contender"),
         );
@@ -125,15 +126,12 @@ impl GoContender {
     }
 }
 
-fn binary() -> PathBuf {
-    let cache = std::env::var_os("LOCKS_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
-        PathBuf::from,
-    );
-    let binary = cache.join("lease-contender").join("lease-contender");
+fn binary(version: KubeVersion) -> PathBuf {
+    let binary = version.contender();
     assert!(
         binary.is_file(),
-        "no client-go contender at {}: run scripts/provision (it builds tests/go/lease-contender)",
+        "no client-go contender for the {version} at {}: run scripts/provision (it builds \
+         tests/go/lease-contender)",
         binary.display()
     );
     binary

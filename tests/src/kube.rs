@@ -1,20 +1,27 @@
 //! A real kube-apiserver for tests, the way envtest runs one: an apiserver and its own
 //! etcd, on loopback, no nodes.
 //!
+//! Two versions are tested: `LOCK_TEST_KUBE_VERSION` picks `1.20` (the default) or `1.36`
+//! ([`KubeVersion`]); `scripts/test` runs every Kubernetes test file against both.
+//!
 //! Where the apiserver comes from, in order:
 //! 1. `LOCK_TEST_KUBECONFIG` names a kubeconfig: the tests run against that cluster (its
 //!    user must be allowed to impersonate, for the forbidden client);
 //! 2. `KUBEBUILDER_ASSETS` names a folder holding `kube-apiserver` and `etcd`;
-//! 3. the v1.20.2 binary that `scripts/provision` builds from Debian's source package,
-//!    cached in `$LOCKS_CACHE` (default `~/.cache/locks`).
+//! 3. the binaries that `scripts/provision` builds, cached in `$LOCKS_CACHE` (default
+//!    `~/.cache/locks`): v1.20.2 from Debian's source package, over Debian's etcd 3.4; or
+//!    v1.36.3 from Go modules (`tests/go/kube-apiserver`), over an etcd 3.6 built beside it
+//!    (`tests/go/etcd`).
 //!
 //! Only etcd and the apiserver run: nothing garbage-collects, so tests use fresh Lease
 //! names in the `default` namespace rather than fresh namespaces.
 
 use std::{
     ffi::OsString,
+    fmt,
     path::{Path, PathBuf},
     process::Command,
+    sync::Once,
     time::Duration,
 };
 
@@ -31,8 +38,108 @@ use crate::{
 /// The variable naming a kubeconfig to test against instead of a local apiserver.
 pub const KUBECONFIG_VAR: &str = "LOCK_TEST_KUBECONFIG";
 
-/// The apiserver version `scripts/provision` builds.
+/// The apiserver version the tests run against by default (`LOCK_TEST_KUBE_VERSION`
+/// unset); [`Kube::version`] tells the one running.
 pub const APISERVER_VERSION: &str = "1.20.2";
+
+/// The variable picking the apiserver version: `1.20` (the default) or `1.36`.
+pub const VERSION_VAR: &str = "LOCK_TEST_KUBE_VERSION";
+
+/// A Kubernetes version the harness runs, picked by `LOCK_TEST_KUBE_VERSION`. It chooses
+/// the apiserver and etcd that `scripts/provision` built (unless `KUBEBUILDER_ASSETS` or
+/// `LOCK_TEST_KUBECONFIG` name others), and the client-go contender of the same release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeVersion {
+    /// v1.20.2, from Debian's source package, over Debian's etcd 3.4; client-go v0.20.
+    V1_20,
+    /// v1.36.3, from Go modules, over etcd 3.6; client-go v0.36.
+    V1_36,
+}
+
+impl KubeVersion {
+    /// The one `LOCK_TEST_KUBE_VERSION` names (`1.20` when unset or empty); panics on any
+    /// other value.
+    pub fn from_env() -> Self {
+        let value = std::env::var(VERSION_VAR).unwrap_or_default();
+        match value.as_str() {
+            "" | "1.20" => KubeVersion::V1_20,
+            "1.36" => KubeVersion::V1_36,
+            other => panic!("{VERSION_VAR}={other}: it is 1.20 or 1.36"),
+        }
+    }
+
+    /// Its name in `LOCK_TEST_KUBE_VERSION`: `1.20` or `1.36`.
+    pub fn minor(self) -> &'static str {
+        match self {
+            KubeVersion::V1_20 => "1.20",
+            KubeVersion::V1_36 => "1.36",
+        }
+    }
+
+    /// The apiserver's full version: `1.20.2` or `1.36.3`.
+    pub fn apiserver(self) -> &'static str {
+        match self {
+            KubeVersion::V1_20 => APISERVER_VERSION,
+            KubeVersion::V1_36 => "1.36.3",
+        }
+    }
+
+    /// The folder of the cache holding the apiserver `scripts/provision` built, and the
+    /// etcd it runs over (`None`: Debian's etcd on the `PATH`).
+    fn cached(self) -> (PathBuf, Option<PathBuf>) {
+        match self {
+            KubeVersion::V1_20 => (
+                cache().join(format!("kube-apiserver-v{APISERVER_VERSION}")),
+                None,
+            ),
+            KubeVersion::V1_36 => {
+                let dir = cache().join(format!("kube-v{}", self.apiserver()));
+                (dir.clone(), Some(dir.join("etcd")))
+            }
+        }
+    }
+
+    /// The client-go contender built against this release's client-go.
+    pub(crate) fn contender(self) -> PathBuf {
+        let dir = match self {
+            KubeVersion::V1_20 => "lease-contender",
+            KubeVersion::V1_36 => "lease-contender-v0.36",
+        };
+        cache().join(dir).join("lease-contender")
+    }
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "kube-apiserver v{} ({VERSION_VAR}={})",
+            self.apiserver(),
+            self.minor()
+        )
+    }
+}
+
+/// `$LOCKS_CACHE`, default `~/.cache/locks`: where `scripts/provision` builds.
+fn cache() -> PathBuf {
+    std::env::var_os("LOCKS_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
+        PathBuf::from,
+    )
+}
+
+/// After every panic of this test binary, a line naming the Kubernetes version it runs
+/// against, so that a failing test says which one it failed on.
+fn name_version_on_panic(version: KubeVersion) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            eprintln!("note: this test ran against {version}");
+        }));
+    });
+}
 
 const ADMIN_TOKEN: &str = "lock-tests-admin-token";
 const FORBIDDEN_TOKEN: &str = "lock-tests-forbidden-token";
@@ -42,6 +149,7 @@ const FORBIDDEN_USER: &str = "lock-tests-forbidden";
 #[derive(Debug)]
 pub struct Kube {
     cluster: Cluster,
+    version: KubeVersion,
 }
 
 #[derive(Debug)]
@@ -67,11 +175,16 @@ impl Kube {
     }
 
     /// Starts an apiserver of its own (or connects to `LOCK_TEST_KUBECONFIG`'s cluster).
+    ///
+    /// Its version is the one `LOCK_TEST_KUBE_VERSION` picks ([`KubeVersion::from_env`]);
+    /// from then on every panic of the test binary is followed by a line naming it.
     pub async fn start() -> Self {
+        let version = KubeVersion::from_env();
+        name_version_on_panic(version);
         if let Some(kubeconfig) = std::env::var_os(KUBECONFIG_VAR) {
             return Self::external(kubeconfig.into()).await;
         }
-        let (apiserver_program, etcd_program) = binaries();
+        let (apiserver_program, etcd_program) = binaries(version);
         let etcd = Etcd::start_program(etcd_program).await;
         let dir = Server::make_dir("kube-apiserver");
         let port = free_port();
@@ -103,12 +216,20 @@ impl Kube {
             "--enable-priority-and-fairness=false".to_owned(),
             "--profiling=false".to_owned(),
         ];
-        if has_insecure_port(&apiserver_program) {
+        let minor = minor_version(&apiserver_program);
+        if minor.is_some_and(|minor| minor < 24) {
             // Before 1.24 the apiserver also listens on 127.0.0.1:8080 unless told not to.
             args.push("--insecure-port=0".to_owned());
         }
+        if minor.is_some_and(|minor| minor >= 36) {
+            // Coordinated leader election and its LeaseCandidate API (coordination.k8s.io
+            // v1beta1), both beta and off by default in 1.36: the tests run with them on.
+            args.push("--feature-gates=CoordinatedLeaderElection=true".to_owned());
+            args.push("--runtime-config=coordination.k8s.io/v1beta1=true".to_owned());
+        }
+        // The name (in failure messages, and of its log) says the version.
         let apiserver = Server::spawn(
-            "kube-apiserver",
+            &format!("kube-apiserver-v{}", version.apiserver()),
             apiserver_program,
             args.into_iter().map(OsString::from).collect(),
             dir,
@@ -120,6 +241,7 @@ impl Kube {
                 url: format!("https://127.0.0.1:{port}"),
                 ca,
             },
+            version,
         };
         kube.wait_until_ready().await;
         kube
@@ -166,11 +288,18 @@ impl Kube {
     pub async fn external(kubeconfig: PathBuf) -> Self {
         let kube = Self {
             cluster: Cluster::External { kubeconfig },
+            version: KubeVersion::from_env(),
         };
         if let Err(error) = kube.admin().await.apiserver_version().await {
             panic!("the cluster of the kubeconfig does not answer: {error}");
         }
         kube
+    }
+
+    /// The version `LOCK_TEST_KUBE_VERSION` picked: of the local apiserver (unless
+    /// `KUBEBUILDER_ASSETS` named another) and of the client-go contender that goes with it.
+    pub fn version(&self) -> KubeVersion {
+        self.version
     }
 
     /// A kubeconfig file for the admin user, for programs that read one: the one named
@@ -265,7 +394,7 @@ impl Kube {
 }
 
 /// The apiserver and etcd binaries to run.
-fn binaries() -> (PathBuf, PathBuf) {
+fn binaries(version: KubeVersion) -> (PathBuf, PathBuf) {
     if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
         let assets = PathBuf::from(assets);
         let (apiserver, etcd) = (assets.join("kube-apiserver"), assets.join("etcd"));
@@ -276,35 +405,38 @@ fn binaries() -> (PathBuf, PathBuf) {
         );
         return (apiserver, etcd);
     }
-    let cache = std::env::var_os("LOCKS_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
-        PathBuf::from,
-    );
-    let apiserver = cache
-        .join(format!("kube-apiserver-v{APISERVER_VERSION}"))
-        .join("kube-apiserver");
-    assert!(
-        apiserver.is_file(),
-        "no kube-apiserver at {}: run scripts/provision (it builds v{APISERVER_VERSION} from Debian's \
-         source package), or set KUBEBUILDER_ASSETS or {KUBECONFIG_VAR}",
-        apiserver.display()
-    );
-    (apiserver, program("etcd", "apt-get install etcd-server"))
+    let (dir, etcd) = version.cached();
+    let apiserver = dir.join("kube-apiserver");
+    let missing = |path: &Path| {
+        format!(
+            "no {} at {}: run scripts/provision (it builds the {version}), or set \
+             KUBEBUILDER_ASSETS or {KUBECONFIG_VAR}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            path.display()
+        )
+    };
+    assert!(apiserver.is_file(), "{}", missing(&apiserver));
+    let etcd = match etcd {
+        Some(etcd) => {
+            assert!(etcd.is_file(), "{}", missing(&etcd));
+            etcd
+        }
+        None => program("etcd", "apt-get install etcd-server"),
+    };
+    (apiserver, etcd)
 }
 
-/// Whether this apiserver still has the insecure port (removed in 1.24).
-fn has_insecure_port(apiserver: &Path) -> bool {
+/// The apiserver's minor version, from `--version` ("Kubernetes v1.20.2").
+fn minor_version(apiserver: &Path) -> Option<u32> {
     let output = Command::new(apiserver).arg("--version").output();
     let version = output
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    // "Kubernetes v1.20.2"
     version
         .trim()
         .strip_prefix("Kubernetes v1.")
         .and_then(|rest| rest.split('.').next())
         .and_then(|minor| minor.parse::<u32>().ok())
-        .is_some_and(|minor| minor < 24)
 }
 
 /// Makes a CA, a serving certificate for 127.0.0.1 signed by it, and a service-account

@@ -23,7 +23,7 @@
 //! |---|---|---|
 //! | etcd 3.4 | Debian's `etcd-server` | [`Etcd`] |
 //! | Redis 7.0 | Debian's `redis-server` | [`Redis`] |
-//! | kube-apiserver 1.20 with its own etcd | Debian's `kubernetes` source package, built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`] |
+//! | kube-apiserver 1.20 (default) or 1.36 (`LOCK_TEST_KUBE_VERSION=1.36`) with its own etcd | 1.20: Debian's `kubernetes` source package; 1.36: Go modules (`tests/go`); both built by `scripts/provision`; or `KUBEBUILDER_ASSETS`; or a cluster named by `LOCK_TEST_KUBECONFIG` | [`Kube`], [`KubeVersion`] |
 
 pub mod bench;
 mod certificates;
@@ -40,7 +40,7 @@ pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
 pub use etcd::{Etcd, Secure, put_foreign};
 pub use hostile::{Hostile, reported_and_not_taken};
-pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube};
+pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube, KubeVersion, VERSION_VAR};
 pub use process::{Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
