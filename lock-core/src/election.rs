@@ -138,7 +138,11 @@ impl ShutdownHandle {
 /// A health signal for probes: false while this replica leads but its lock is at risk
 /// (a renewal failed or timed out, and none has succeeded for the renew interval plus
 /// a grace period), so an orchestrator can restart a leader that can no longer reach its
-/// backend. A renewal that is slow but succeeds never turns it false.
+/// backend. A renewal that is slow but succeeds never turns it false; the price is that
+/// a renewal that hangs counts only once it times out (the request timeout, by default
+/// the renew interval), so with the default timing a blackholed leader turns unhealthy
+/// two renew intervals after its last renewal, a third of the TTL before it stops
+/// leading.
 #[derive(Clone, Debug)]
 pub struct Health {
     term: Arc<Mutex<Option<Validity>>>,

@@ -202,7 +202,11 @@ impl Lock {
                         return Ok(guard);
                     }
                     Ok(Err(holder)) => {
-                        on_held(&holder);
+                        // Held by our own identity: most likely a take of ours that
+                        // timed out and is being released; not another holder.
+                        if *holder.holder != *self.identity {
+                            on_held(&holder);
+                        }
                         retries = retry_delays(poll);
                         // Held: subscribe to changes, then look once more before
                         // waiting, so that no change after the first look is missed.

@@ -308,6 +308,10 @@ impl ElectedShards {
                 "lost the member slot; giving up the shards and joining again"
             );
             self.leave(None).await;
+            tokio::select! {
+                () = inner.shutdown.cancelled() => return Ok(()),
+                () = sleep(inner.rebalance_every) => {}
+            }
         }
     }
 
@@ -438,19 +442,19 @@ impl ElectedShards {
         held.retain(|_, guard| guard.is_valid());
     }
 
-    /// Publishes the shards held and valid as owned.
+    /// Publishes the shards held and valid as owned. The set is sent while `held` is
+    /// locked, so a loss removing a shard cannot fall between reading and sending.
     fn publish(&self) {
-        let owned: BTreeSet<u32> = {
-            let held = self
-                .inner
-                .held
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            held.iter()
-                .filter(|(_, guard)| guard.is_valid())
-                .map(|(shard, _)| *shard)
-                .collect()
-        };
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let owned: BTreeSet<u32> = held
+            .iter()
+            .filter(|(_, guard)| guard.is_valid())
+            .map(|(shard, _)| *shard)
+            .collect();
         crate::metrics::shards_owned(&self.inner.group, &self.inner.identity, owned.len());
         self.inner.owned.send_if_modified(|current| {
             let changed = *current != owned;
@@ -507,15 +511,16 @@ impl ElectedShards {
                 {
                     return; // taken again since, with a new guard
                 }
+                // Under the `held` lock, like `publish`.
+                inner.owned.send_if_modified(|owned| {
+                    let removed = owned.remove(&shard);
+                    if removed {
+                        crate::metrics::shards_owned(&inner.group, &inner.identity, owned.len());
+                    }
+                    removed
+                });
                 held.remove(&shard)
             };
-            inner.owned.send_if_modified(|owned| {
-                let removed = owned.remove(&shard);
-                if removed {
-                    crate::metrics::shards_owned(&inner.group, &inner.identity, owned.len());
-                }
-                removed
-            });
             drop(lost);
         });
     }

@@ -321,3 +321,32 @@ async fn a_leader_asked_to_hand_over_drains_releases_and_campaigns_again() {
         running.await.expect("ran").expect("returns Ok");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn health_turns_false_when_a_renewal_hangs_until_its_timeout_before_the_lock_is_lost() {
+    let faulty = Faulty::new(MemoryBackend::new());
+    let leader = elector(faulty.clone(), "leader");
+    let health = leader.health();
+    let acquired = Instant::now();
+    let running = run(&leader);
+    sleep(Duration::from_millis(1)).await;
+    faulty.freeze(true);
+    while health.is_healthy() {
+        sleep(Duration::from_millis(100)).await;
+    }
+    // The renewal sent at one renew interval hangs until its timeout (another renew
+    // interval): only then is the lock known at risk, with a third of the TTL left.
+    let unhealthy_after = Instant::now() - acquired;
+    assert!(
+        unhealthy_after >= TTL / 3 * 2
+            && unhealthy_after <= TTL / 3 * 2 + Duration::from_millis(100),
+        "{unhealthy_after:?}"
+    );
+    assert!(
+        leader.is_leader(),
+        "unhealthy before the lock is lost: a probe can act in time"
+    );
+    faulty.heal();
+    leader.shutdown();
+    running.await.expect("ran").expect("returns Ok");
+}

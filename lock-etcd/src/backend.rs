@@ -229,11 +229,12 @@ impl Backend for EtcdBackend {
             .map_err(|e| lock_error(e, "keep the etcd lease alive"));
         let key = self.key(&lease.name);
         let token = i64::try_from(lease.token.get()).unwrap_or_default();
-        let ours = Txn::new().when([Compare::create_revision(
-            key.as_str(),
-            CompareOp::Equal,
-            token,
-        )]);
+        // Our acquisition, still attached to our etcd lease (a foreign put can move
+        // the key off it, and then nothing expires it).
+        let ours = Txn::new().when([
+            Compare::create_revision(key.as_str(), CompareOp::Equal, token),
+            Compare::lease(key.as_str(), CompareOp::Equal, lease_id),
+        ]);
         let response = client
             .txn(ours)
             .await

@@ -61,9 +61,22 @@ where
                 current,
             });
         }
-        let checked = object.meta().resource_version.clone();
+        let Some(checked) = object.meta().resource_version.clone() else {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "{name} was read without a resourceVersion: a fenced write must be conditional on it"
+                ),
+            });
+        };
         change(&mut object);
-        object.meta_mut().resource_version = checked;
+        // Through JSON and back, so that metadata the change put elsewhere (a
+        // `DynamicObject`'s flattened data) is the metadata that is sent, then fixed.
+        let mut object: K = serde_json::to_value(&object)
+            .and_then(serde_json::from_value)
+            .map_err(|error| Error::InvalidOption {
+                reason: format!("the fenced change made {name} unserializable: {error}"),
+            })?;
+        object.meta_mut().resource_version = Some(checked);
         object
             .annotations_mut()
             .insert(FENCING_TOKEN_ANNOTATION.to_owned(), token.to_string());

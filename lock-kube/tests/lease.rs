@@ -451,6 +451,55 @@ async fn fenced_update_stays_conditional_when_the_change_replaces_the_whole_obje
     );
 }
 
+/// A `DynamicObject` change that writes `metadata` into the object's flattened data
+/// (which the apiserver would merge over the real metadata) cannot drop the
+/// resourceVersion or the token either.
+#[tokio::test]
+async fn fenced_update_of_a_dynamic_object_stays_conditional_whatever_its_data_says() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = unique_name("fenced-dynamic");
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &map)
+        .await
+        .expect("create");
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
+    let dynamic: Api<DynamicObject> =
+        Api::namespaced_with(kube.admin().await, kube.namespace(), &resource);
+    fenced_update(&dynamic, &name, FencingToken::new(20), |_| {})
+        .await
+        .expect("the newer holder writes");
+    let stale = fenced_update(&dynamic, &name, FencingToken::new(20), |object| {
+        object.data["metadata"] = serde_json::json!({
+            "name": name, "resourceVersion": "", "annotations": null
+        });
+        object.data["data"] = serde_json::json!({ "owner": "blind" });
+    })
+    .await
+    .expect("an equal token writes");
+    assert_eq!(
+        stale
+            .metadata
+            .annotations
+            .and_then(|a| a.get(FENCING_TOKEN_ANNOTATION).cloned())
+            .as_deref(),
+        Some("20"),
+        "the token annotation survives metadata written into the data"
+    );
+    let older = fenced_update(&dynamic, &name, FencingToken::new(19), |object| {
+        object.data["metadata"] = serde_json::json!({ "name": name, "resourceVersion": "" });
+    })
+    .await;
+    assert!(matches!(older, Err(Error::StaleToken { .. })), "{older:?}");
+}
+
 #[tokio::test]
 async fn a_renewal_restores_a_lease_duration_lowered_by_another_writer() {
     let name = unique_name("duration");
@@ -459,15 +508,20 @@ async fn a_renewal_restores_a_lease_duration_lowered_by_another_writer() {
         .await
         .expect("acquire");
     let api = leases().await;
-    let mut lowered = api.get(&name).await.expect("the lease");
-    lowered
-        .spec
-        .get_or_insert_with(Default::default)
-        .lease_duration_seconds = Some(1);
-    let lowered = api
-        .replace(&name, &PostParams::default(), &lowered)
-        .await
-        .expect("a foreign writer lowers the duration");
+    // The holder renews every second: a foreign write may lose the race, and retries.
+    let mut attempts = 0;
+    let lowered = loop {
+        let mut lowered = api.get(&name).await.expect("the lease");
+        lowered
+            .spec
+            .get_or_insert_with(Default::default)
+            .lease_duration_seconds = Some(1);
+        match api.replace(&name, &PostParams::default(), &lowered).await {
+            Ok(lowered) => break lowered,
+            Err(kube::Error::Api(status)) if status.code == 409 && attempts < 5 => attempts += 1,
+            Err(error) => panic!("a foreign writer lowers the duration: {error}"),
+        }
+    };
 
     let after = renewed_since(&name, &spec(&lowered)).await;
     assert!(guard.is_valid());

@@ -217,8 +217,15 @@ async fn acquire(
             return Err(Failure::new(Exit::Lost, format!("lost {name} while holding it: {reason}")));
         }
     }
-    guard.release().await?;
-    writeln!(io.out, "released {name}")?;
+    match guard.release().await {
+        Ok(()) => writeln!(io.out, "released {name}")?,
+        // The lock was held until the release began, and it is not ours any more.
+        Err(error @ lock_core::Error::ReleaseUnconfirmed { .. }) => {
+            writeln!(io.err, "warning: {error}")?;
+            writeln!(io.out, "released {name}")?;
+        }
+        Err(error) => return Err(error.into()),
+    }
     Ok(Exit::Ok)
 }
 
