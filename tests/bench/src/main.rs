@@ -185,7 +185,7 @@ async fn main() {
     println!(
         "Servers on 127.0.0.1: kube-apiserver v{}, {}, {}. Each figure: median over {repeat} \
          repetitions (min–max); repetition 1 of every row, then repetition 2, and so on.",
-        lock_tests::APISERVER_VERSION,
+        kube.version().apiserver(),
         version("etcd", "--version"),
         version("redis-server", "--version"),
     );
