@@ -735,6 +735,26 @@ fn owners(members: &[crate::ElectedShards], shards: u32) -> Vec<usize> {
         .collect()
 }
 
+/// Starts a running member `identity` of `group` over `connection`.
+fn start_member(
+    connection: Arc<dyn Backend>,
+    group: &str,
+    identity: &str,
+    shards: u32,
+    max_members: u32,
+) -> (crate::ElectedShards, JoinHandle<crate::Result<()>>) {
+    let member = crate::ElectedShards::builder(connection, group, identity, shards)
+        .timing(timing())
+        .max_members(max_members)
+        .build()
+        .expect("valid shards");
+    let running = {
+        let member = member.clone();
+        tokio::spawn(async move { member.run().await })
+    };
+    (member, running)
+}
+
 /// Waits until every shard has one owner and shares differ by at most one.
 async fn balanced(
     members: &[crate::ElectedShards],
@@ -769,16 +789,7 @@ pub async fn elected_shards_share_fairly_and_never_overlap(backend: impl Backend
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let group = unique_name("shards");
     let start = |identity: &str, connection: Arc<dyn Backend>| {
-        let member = crate::ElectedShards::builder(connection, group.clone(), identity, SHARDS)
-            .timing(timing())
-            .max_members(4)
-            .build()
-            .expect("valid shards");
-        let running = {
-            let member = member.clone();
-            tokio::spawn(async move { member.run().await })
-        };
-        (member, running)
+        start_member(connection, &group, identity, SHARDS, 4)
     };
     let faulty = Faulty::new(backend.clone());
     let (a, run_a) = start("member-a", backend.clone());
@@ -880,16 +891,7 @@ pub async fn a_cut_off_members_published_shards_never_overlap_the_new_owners(
     let group = unique_name("cut-off");
     let faulty = Faulty::new(backend.clone());
     let start = |identity: &str, connection: Arc<dyn Backend>| {
-        let member = crate::ElectedShards::builder(connection, group.clone(), identity, SHARDS)
-            .timing(timing())
-            .max_members(2)
-            .build()
-            .expect("valid shards");
-        let running = {
-            let member = member.clone();
-            tokio::spawn(async move { member.run().await })
-        };
-        (member, running)
+        start_member(connection, &group, identity, SHARDS, 2)
     };
     let (a, run_a) = start("member-a", backend.clone());
     let (b, run_b) = start("member-b", Arc::new(faulty.clone()));

@@ -215,14 +215,10 @@ async fn dropping_a_guard_releases_in_the_background_and_ends_every_view_of_it()
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_release_still_releases_the_lock_in_the_background() {
-    let faulty = Faulty::new(MemoryBackend::new());
+    let (faulty, guard) = held_through_faults().await;
     let server = faulty.inner().clone();
-    let guard = lock(faulty.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
     let view = guard.validity();
-    // The release request takes a second to get through; the caller gives up first.
+    // The release request hangs; the caller gives up first.
     faulty.freeze(true);
     let released = tokio::time::timeout(Duration::from_millis(10), guard.release()).await;
     assert!(released.is_err(), "the release was cut short");
@@ -240,12 +236,8 @@ async fn a_dropped_release_still_releases_the_lock_in_the_background() {
 
 #[tokio::test(start_paused = true)]
 async fn a_release_whose_answer_was_lost_is_unconfirmed_not_lost() {
-    let faulty = Faulty::new(MemoryBackend::new());
+    let (faulty, guard) = held_through_faults().await;
     let server = faulty.inner().clone();
-    let guard = lock(faulty.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
     let token = guard.token();
     // The release lands, but its answer comes after the request timeout (the renew
     // interval); the retry then finds the lock free.

@@ -54,6 +54,23 @@ async fn renewed_since(name: &str, since: &LeaseSpec) -> Lease {
     }
 }
 
+/// A new, empty ConfigMap for a fenced write; its name.
+async fn create_config_map(config_maps: &Api<ConfigMap>, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &map)
+        .await
+        .expect("create");
+    name
+}
+
 fn spec(lease: &Lease) -> LeaseSpec {
     lease.spec.clone().expect("a lease spec")
 }
@@ -335,18 +352,7 @@ async fn a_malformed_lease_is_reported_and_never_taken() {
 async fn a_fenced_write_with_an_older_token_is_rejected_after_a_newer_one_was_accepted() {
     let kube = Kube::shared().await;
     let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
-    let name = unique_name("fenced");
-    let map = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..ObjectMeta::default()
-        },
-        ..ConfigMap::default()
-    };
-    config_maps
-        .create(&PostParams::default(), &map)
-        .await
-        .expect("create");
+    let name = create_config_map(&config_maps, "fenced").await;
     let set = |value: &'static str| {
         move |map: &mut ConfigMap| {
             map.data
@@ -458,18 +464,7 @@ async fn fenced_update_stays_conditional_when_the_change_replaces_the_whole_obje
 async fn fenced_update_of_a_dynamic_object_stays_conditional_whatever_its_data_says() {
     let kube = Kube::shared().await;
     let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
-    let name = unique_name("fenced-dynamic");
-    let map = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..ObjectMeta::default()
-        },
-        ..ConfigMap::default()
-    };
-    config_maps
-        .create(&PostParams::default(), &map)
-        .await
-        .expect("create");
+    let name = create_config_map(&config_maps, "fenced-dynamic").await;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
     let dynamic: Api<DynamicObject> =
         Api::namespaced_with(kube.admin().await, kube.namespace(), &resource);
