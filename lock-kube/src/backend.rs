@@ -65,9 +65,34 @@ struct Inner {
     api: Api<Lease>,
     namespace: String,
     known: Known,
-    /// The acquireTime of each acquisition this process holds: with the holder, it tells
-    /// our record from a later acquisition by the same identity.
-    acquisitions: Mutex<HashMap<(String, FencingToken), MicroTime>>,
+    /// Coordinated leader election: `take` never writes, it only finds the Lease the
+    /// election controller gave us.
+    coordinated: bool,
+    /// Each acquisition this process holds, by lease name and token: its holder and
+    /// acquireTime, which tell our record from a later acquisition by the same identity.
+    acquisitions: Mutex<HashMap<(String, FencingToken), Acquisition>>,
+}
+
+/// What identifies one acquisition in the Lease's record.
+#[derive(Clone, Debug, PartialEq)]
+struct Acquisition {
+    holder: String,
+    /// `None` for a Lease the election controller handed us: it writes no acquireTime.
+    acquire_time: Option<MicroTime>,
+}
+
+impl Acquisition {
+    /// Whether `record` is still this acquisition: the one place that decides whether
+    /// a Lease is ours.
+    fn is(&self, record: &Record) -> bool {
+        match &self.acquire_time {
+            Some(time) => record.is_acquisition(&self.holder, time),
+            None => {
+                record.holder.as_deref() == Some(self.holder.as_str())
+                    && record.acquire_time.is_none()
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for KubeBackend {
@@ -75,6 +100,18 @@ impl std::fmt::Debug for KubeBackend {
         f.debug_struct("KubeBackend")
             .field("namespace", &self.inner.namespace)
             .finish_non_exhaustive()
+    }
+}
+
+/// A coordinated Lease nobody holds yet, as a waiter reports it.
+fn nobody(ttl: Duration) -> LockInfo {
+    LockInfo {
+        holder: String::new(),
+        token: None,
+        ttl,
+        acquired_at: None,
+        renewed_at: None,
+        expires_in: None,
     }
 }
 
@@ -105,15 +142,40 @@ impl KubeBackend {
         Self::with_known(client, namespace, Known::trusting_renew_time(skew))
     }
 
+    /// Locks are Leases in `namespace` that Kubernetes' coordinated leader election
+    /// (KEP-4355) assigns: [`take`](Backend::take) never writes, it acquires only a
+    /// Lease the election controller names this holder in and that has not expired by
+    /// this process's own observation. Announce each replica with a
+    /// [`Candidate`](crate::Candidate) whose identity is the lock's; see the
+    /// [crate docs](crate#coordinated-leader-election).
+    ///
+    /// The fencing token is the resourceVersion of the Lease as read when it was found
+    /// naming this holder: the controller's write, larger than every earlier token.
+    /// Renewing and releasing are as in [`new`](KubeBackend::new); a renewal answers
+    /// [`Renew::HandOver`] once the controller names another `preferredHolder`.
+    pub fn coordinated(client: Client, namespace: &str) -> Self {
+        let mut backend = Self::new(client, namespace);
+        if let Some(inner) = Arc::get_mut(&mut backend.inner) {
+            inner.coordinated = true;
+        }
+        backend
+    }
+
     fn with_known(client: Client, namespace: &str, known: Known) -> Self {
         Self {
             inner: Arc::new(Inner {
                 api: Api::namespaced(client, namespace),
                 namespace: namespace.to_owned(),
                 known,
+                coordinated: false,
                 acquisitions: Mutex::default(),
             }),
         }
+    }
+
+    /// Whether this backend leaves acquisitions to coordinated leader election.
+    pub fn is_coordinated(&self) -> bool {
+        self.inner.coordinated
     }
 
     /// The namespace of the Leases.
@@ -184,7 +246,7 @@ impl Inner {
         }
     }
 
-    fn acquisition(&self, held: &Held) -> Option<MicroTime> {
+    fn acquisition(&self, held: &Held) -> Option<Acquisition> {
         let acquisitions = self
             .acquisitions
             .lock()
@@ -194,16 +256,118 @@ impl Inner {
             .cloned()
     }
 
-    fn set_acquisition(&self, held: &Held, acquire_time: Option<MicroTime>) {
+    fn set_acquisition(&self, held: &Held, acquisition: Option<Acquisition>) {
         let mut acquisitions = self
             .acquisitions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (held.name.to_string(), held.token);
-        match acquire_time {
-            Some(time) => acquisitions.insert(key, time),
+        match acquisition {
+            Some(acquisition) => acquisitions.insert(key, acquisition),
             None => acquisitions.remove(&key),
         };
+    }
+
+    /// Whether a guard of this process already holds the acquisition `record` of `name`.
+    fn holds(&self, name: &str, record: &Record) -> bool {
+        let acquisitions = self
+            .acquisitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        acquisitions
+            .iter()
+            .any(|((held, _), acquisition)| held == name && acquisition.is(record))
+    }
+
+    /// Coordinated `take`: never writes. The Lease is ours only if it names `holder`,
+    /// is unexpired by our own observation for at least `ttl` (so that our guard stops
+    /// trusting it before the controller may elect anyone else) and no guard of this
+    /// process holds that acquisition already. What this process knows may be old, so
+    /// an acquisition is always decided on a fresh read.
+    async fn take_coordinated(&self, name: &str, holder: &str, ttl: Duration) -> Result<Take> {
+        let (mut lease, mut fresh) = match self.known.lease(name) {
+            Some(known) => (Some(known), false),
+            None => (self.current(name, true).await?, true),
+        };
+        loop {
+            let record = match &lease {
+                Some(lease) => Some(Record::read(lease)?),
+                None => None,
+            };
+            let named = record.as_ref().filter(|record| {
+                record.holder.as_deref() == Some(holder) && !self.holds(name, record)
+            });
+            match (named, lease) {
+                (Some(_), Some(_)) if !fresh => {
+                    (lease, fresh) = (self.current(name, true).await?, true);
+                }
+                (Some(record), Some(_)) if record.duration < ttl => {
+                    return Err(Error::InvalidOption {
+                        reason: format!(
+                            "coordinated lease {name} was given to {holder} for {:?}, less than \
+                             the lock's TTL {ttl:?}: the guard would trust it after the election \
+                             controller may elect another candidate; use a TTL of at most {:?}",
+                            record.duration, record.duration
+                        ),
+                    });
+                }
+                (Some(record), Some(found)) if self.known.expires_in(name, record) >= ttl => {
+                    let token = record::token(&found)?;
+                    let held = Held {
+                        name: LockName::new(name)?,
+                        holder: holder.to_owned(),
+                        token,
+                        ttl,
+                        revision: token.get(),
+                    };
+                    self.set_acquisition(
+                        &held,
+                        Some(Acquisition {
+                            holder: holder.to_owned(),
+                            acquire_time: record.acquire_time.clone(),
+                        }),
+                    );
+                    return Ok(Take::Acquired(held));
+                }
+                (_, found) => {
+                    return Ok(Take::Held(self.coordinated_holder(
+                        name,
+                        record.as_ref(),
+                        found,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Whom a coordinated waiter waits for: the holder named (or, while the Lease is
+    /// free, the candidate preferred), with the time left by our observation, or an
+    /// empty identity while the controller has elected nobody yet.
+    fn coordinated_holder(
+        &self,
+        name: &str,
+        record: Option<&Record>,
+        lease: Option<Lease>,
+    ) -> LockInfo {
+        let preferred = lease
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.preferred_holder)
+            .filter(|preferred| !preferred.is_empty());
+        match record {
+            Some(record) => {
+                let holder = record.holder.clone().or(preferred).unwrap_or_default();
+                let mut info = self.info_for(name, record, holder);
+                if let Some(info) = &mut info {
+                    // The controller's write wakes the waiter through the watch; the
+                    // time left only bounds the wait.
+                    info.expires_in = info
+                        .expires_in
+                        .map(|left| left.max(Duration::from_millis(100)));
+                }
+                info.unwrap_or_else(|| nobody(record.duration))
+            }
+            None => nobody(Duration::ZERO),
+        }
     }
 
     /// Rewrites our own record with `change` while it is still our acquisition,
@@ -215,7 +379,7 @@ impl Inner {
         change: impl Fn(LeaseSpec) -> LeaseSpec,
     ) -> Result<Option<Lease>> {
         let name = held.name.as_str();
-        let Some(acquire_time) = self.acquisition(held) else {
+        let Some(acquisition) = self.acquisition(held) else {
             return Ok(None);
         };
         let mut current = self.current(name, false).await?;
@@ -223,7 +387,7 @@ impl Inner {
             let Some(lease) = current else {
                 return Ok(None);
             };
-            if !Record::read(&lease)?.is_acquisition(&held.holder, &acquire_time) {
+            if !acquisition.is(&Record::read(&lease)?) {
                 return Ok(None);
             }
             let spec = change(lease.spec.clone().unwrap_or_default());
@@ -263,6 +427,9 @@ impl Backend for KubeBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
         let inner = &self.inner;
         let name = name.as_str();
+        if inner.coordinated {
+            return inner.take_coordinated(name, holder, ttl).await;
+        }
         let (mut lease, mut fresh) = match inner.known.lease(name) {
             Some(known) => (Some(known), false),
             None => (inner.current(name, true).await?, true),
@@ -329,7 +496,13 @@ impl Backend for KubeBackend {
                 ttl,
                 revision: token.get(),
             };
-            inner.set_acquisition(&held, Some(acquire_time));
+            inner.set_acquisition(
+                &held,
+                Some(Acquisition {
+                    holder: holder.to_owned(),
+                    acquire_time: Some(acquire_time),
+                }),
+            );
             return Ok(Take::Acquired(held));
         }
     }

@@ -88,6 +88,7 @@
 //! Pick a `k8s-openapi` version feature in your binary as usual (e.g. `latest`).
 
 mod backend;
+mod candidate;
 mod client;
 mod error;
 mod fenced;
@@ -95,6 +96,9 @@ mod known;
 mod record;
 
 pub use backend::KubeBackend;
+pub use candidate::{
+    Candidate, CandidateBuilder, DEFAULT_CANDIDATE_RENEW_INTERVAL, OLDEST_EMULATION_VERSION,
+};
 pub use client::nodelay_client;
 pub use error::REQUIRED_VERBS;
 pub use fenced::{FENCING_TOKEN_ANNOTATION, fenced_update, recorded_token};

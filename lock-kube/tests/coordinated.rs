@@ -16,7 +16,7 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use lock_core::{LeaderElector, Lock, Timing, conformance::unique_name};
-use lock_kube::KubeBackend;
+use lock_kube::{Candidate, KubeBackend, OLDEST_EMULATION_VERSION};
 use lock_tests::{Kube, KubeVersion};
 use tokio::time::{Instant, sleep};
 
@@ -147,4 +147,183 @@ async fn a_preferred_holder_naming_another_candidate_makes_the_leader_hand_over(
         elector.shutdown();
         running.await.expect("ran").expect("returns Ok");
     }
+}
+
+/// The emulation versions of the three candidates, oldest first; binary versions equal.
+const EMULATION_VERSIONS: [&str; 3] = ["1.34.0", "1.35.0", "1.36.0"];
+
+fn candidate(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    emulation: &str,
+) -> Candidate {
+    Candidate::builder(client, namespace, name, identity)
+        .binary_version("1.36.0")
+        .emulation_version(emulation)
+        .build()
+        .expect("a valid candidate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinated_election_elects_the_oldest_emulation_version_and_the_next_on_shutdown() {
+    let kube = Kube::shared().await;
+    let client = kube.admin().await;
+    let namespace = kube.namespace();
+    let name = unique_name("coordinated");
+    let identities: Vec<String> = EMULATION_VERSIONS
+        .iter()
+        .map(|version| format!("candidate-{}", version.replace('.', "-")))
+        .collect();
+
+    if kube.version() == KubeVersion::V1_20 {
+        // Kubernetes 1.20 has no coordinated leader election: it does not serve
+        // LeaseCandidates, and the announcer says so with a typed error, at once.
+        let announcer = candidate(client.clone(), namespace, &name, &identities[0], "1.34.0");
+        let result = tokio::time::timeout(Duration::from_secs(10), announcer.run())
+            .await
+            .expect("the announcer gives up at once");
+        assert!(
+            matches!(result, Err(lock_core::Error::Unsupported { .. })),
+            "{result:?}"
+        );
+        // A coordinated lock never takes a Lease by itself: nobody elects on 1.20.
+        let lock = Lock::builder(
+            KubeBackend::coordinated(client, namespace),
+            &name,
+            &identities[0],
+        )
+        .timing(Timing::new(TTL))
+        .build()
+        .expect("a valid lock");
+        assert!(matches!(
+            lock.try_acquire().await,
+            Err(lock_core::Error::Held { .. })
+        ));
+        assert!(leases().await.get_opt(&name).await.expect("read").is_none());
+        return;
+    }
+
+    let electors: Vec<Arc<LeaderElector>> = identities
+        .iter()
+        .map(|identity| {
+            elector(
+                KubeBackend::coordinated(client.clone(), namespace),
+                &name,
+                identity,
+            )
+        })
+        .collect();
+    // Not oldest first, so that the first election may pick a younger candidate and hand
+    // over to the oldest.
+    let mut announcers = Vec::new();
+    let mut running = Vec::new();
+    for index in [1, 2, 0] {
+        let announcer = candidate(
+            client.clone(),
+            namespace,
+            &name,
+            &identities[index],
+            EMULATION_VERSIONS[index],
+        );
+        announcers.push((
+            index,
+            tokio::spawn(async move {
+                let result = announcer.run().await;
+                panic!("announcer ended: {result:?}");
+            }),
+        ));
+        let elector = electors[index].clone();
+        running.push((
+            index,
+            tokio::spawn(async move {
+                elector
+                    .run(|leadership| async move { leadership.stopping().await })
+                    .await
+            }),
+        ));
+    }
+
+    // Never two leaders, sampled every 10 ms for the whole test.
+    let sampling = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (electors, most) = (electors.clone(), sampling.clone());
+        tokio::spawn(async move {
+            loop {
+                let leaders = electors.iter().filter(|e| e.is_leader()).count();
+                most.fetch_max(leaders, SeqCst);
+                assert!(leaders <= 1, "{leaders} leaders at once");
+                sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    let holder = || async {
+        leases()
+            .await
+            .get_opt(&name)
+            .await
+            .expect("read the lease")
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.holder_identity)
+    };
+    let started = Instant::now();
+    wait_until(
+        "the oldest emulation version leads",
+        Duration::from_secs(60),
+        || electors[0].is_leader(),
+    )
+    .await;
+    println!("1.34 leads after {:?}", started.elapsed());
+    sleep(Duration::from_secs(2)).await;
+    assert!(electors[0].is_leader(), "it keeps leading");
+    assert_eq!(holder().await.as_deref(), Some(identities[0].as_str()));
+    let spec = leases()
+        .await
+        .get(&name)
+        .await
+        .expect("the lease")
+        .spec
+        .expect("a spec");
+    assert_eq!(spec.strategy.as_deref(), Some(OLDEST_EMULATION_VERSION));
+
+    // Stop the oldest: first its announcer (so the controller elects it no more), then
+    // a graceful shutdown of its elector, which releases the Lease.
+    for (index, task) in &announcers {
+        if *index == 0 {
+            task.abort();
+        }
+    }
+    electors[0].shutdown();
+    let stopped = Instant::now();
+    wait_until("the next oldest leads", Duration::from_secs(60), || {
+        electors[1].is_leader()
+    })
+    .await;
+    println!("1.35 leads {:?} after the shutdown", stopped.elapsed());
+    sleep(Duration::from_secs(2)).await;
+    assert!(electors[1].is_leader() && !electors[0].is_leader() && !electors[2].is_leader());
+    assert_eq!(holder().await.as_deref(), Some(identities[1].as_str()));
+
+    assert!(!sampler.is_finished(), "never two leaders");
+    for (index, task) in &announcers {
+        assert!(
+            *index == 0 || !task.is_finished(),
+            "announcer {index} ended"
+        );
+    }
+    sampler.abort();
+    for (_, task) in announcers {
+        task.abort();
+    }
+    for elector in &electors {
+        elector.shutdown();
+    }
+    for (index, task) in running {
+        task.await
+            .unwrap_or_else(|error| panic!("elector {index} panicked: {error}"))
+            .expect("returns Ok");
+    }
+    assert_eq!(sampling.load(SeqCst), 1, "exactly one leader at a time");
 }
