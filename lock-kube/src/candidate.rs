@@ -20,7 +20,7 @@ use kube::{
 use lock_core::{Error, LockName, Result};
 
 use crate::{
-    error::{is_transient, lock_error, status},
+    error::{lock_error, status},
     record,
 };
 
@@ -369,6 +369,26 @@ impl Candidate {
         }
     }
 
+    /// Deletes the LeaseCandidate, so that the election controller stops considering
+    /// this replica at once instead of until its last answer is older than a ping.
+    /// Call it after dropping [`run`](Candidate::run) (which would create it again) and
+    /// before the elector releases the Lease at shutdown: otherwise the controller may
+    /// elect this replica again the moment it releases, and the next leader waits a
+    /// lease duration plus an election for that term to expire. Absent is fine.
+    ///
+    /// Needs the `delete` verb on `leasecandidates.coordination.k8s.io`.
+    pub async fn withdraw(&self) -> Result<()> {
+        match self
+            .api
+            .delete(&self.identity, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if status(&error) == Some(404) && !self.unserved(&error) => Ok(()),
+            Err(error) => Err(self.api_error(error, "delete the lease candidate")),
+        }
+    }
+
     fn watch_error(&self, error: watcher::Error) -> Error {
         match error {
             watcher::Error::InitialListFailed(error) | watcher::Error::WatchStartFailed(error) => {
@@ -378,14 +398,26 @@ impl Candidate {
         }
     }
 
+    /// Whether `error` says the apiserver does not serve LeaseCandidates at all (a 404
+    /// with no object or namespace named), rather than that one is absent.
+    fn unserved(&self, error: &kube::Error) -> bool {
+        match error {
+            kube::Error::Api(status) => {
+                status.code == 404
+                    && status.reason == "NotFound"
+                    && status
+                        .details
+                        .as_ref()
+                        .is_none_or(|details| details.name.is_empty())
+                    && !status.message.contains("namespaces")
+            }
+            _ => false,
+        }
+    }
+
     /// A 404 on the collection means the API is not served: `Unsupported`.
     fn api_error(&self, error: kube::Error, what: &str) -> Error {
-        if let kube::Error::Api(status) = &error
-            && status.code == 404
-            && status.reason == "NotFound"
-            && !status.message.contains("namespaces")
-            && !is_transient(&error)
-        {
+        if self.unserved(&error) {
             return Error::Unsupported {
                 reason: format!(
                     "cannot {what}: the apiserver does not serve coordination.k8s.io/v1beta1 \

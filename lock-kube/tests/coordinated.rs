@@ -188,6 +188,11 @@ async fn coordinated_election_elects_the_oldest_emulation_version_and_the_next_o
             matches!(result, Err(lock_core::Error::Unsupported { .. })),
             "{result:?}"
         );
+        let withdrawn = announcer.withdraw().await;
+        assert!(
+            matches!(withdrawn, Err(lock_core::Error::Unsupported { .. })),
+            "{withdrawn:?}"
+        );
         // A coordinated lock never takes a Lease by itself: nobody elects on 1.20.
         let lock = Lock::builder(
             KubeBackend::coordinated(client, namespace),
@@ -288,13 +293,27 @@ async fn coordinated_election_elects_the_oldest_emulation_version_and_the_next_o
         .expect("a spec");
     assert_eq!(spec.strategy.as_deref(), Some(OLDEST_EMULATION_VERSION));
 
-    // Stop the oldest: first its announcer (so the controller elects it no more), then
-    // a graceful shutdown of its elector, which releases the Lease.
-    for (index, task) in &announcers {
-        if *index == 0 {
-            task.abort();
-        }
-    }
+    // Stop the oldest: first its announcer, then withdraw its candidacy (so that the
+    // controller elects it no more), then a graceful shutdown of its elector, which
+    // releases the Lease.
+    let (_, oldest) = announcers.remove(
+        announcers
+            .iter()
+            .position(|(index, _)| *index == 0)
+            .expect("the oldest announcer"),
+    );
+    oldest.abort();
+    assert!(oldest.await.is_err_and(|error| error.is_cancelled()));
+    candidate(
+        client.clone(),
+        namespace,
+        &name,
+        &identities[0],
+        EMULATION_VERSIONS[0],
+    )
+    .withdraw()
+    .await
+    .expect("withdraw the oldest candidate");
     electors[0].shutdown();
     let stopped = Instant::now();
     wait_until("the next oldest leads", Duration::from_secs(60), || {
