@@ -67,6 +67,76 @@
 //! If the Lease is lost, the controller is dropped at once and the replica campaigns
 //! again. `cargo run --example leader-election` shows a SIGTERM hand-over.
 //!
+//! # Coordinated leader election
+//!
+//! With Kubernetes' coordinated leader election (KEP-4355: kube-apiserver 1.33 or newer
+//! with the `CoordinatedLeaderElection` feature gate and
+//! `--runtime-config=coordination.k8s.io/v1beta1=true`), the election controller inside
+//! kube-apiserver picks the leader: among the replicas announced by a `LeaseCandidate`
+//! that answer its ping, the one with the oldest emulation version (then binary
+//! version). Each replica runs a [`Candidate`] beside an elector on a
+//! [`KubeBackend::coordinated`] lock with the same identity:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use lock_core::{LeaderElector, Lock, Timing};
+//! use lock_kube::{Candidate, KubeBackend};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! let identity = std::env::var("POD_NAME")?; // a Kubernetes object name
+//! let candidate = Candidate::builder(client.clone(), "my-namespace", "my-controller", &identity)
+//!     .binary_version("1.36.0")
+//!     .emulation_version("1.35.0")
+//!     .build()?;
+//! let lock = Lock::builder(KubeBackend::coordinated(client, "my-namespace"), "my-controller", &identity)
+//!     // At most the lease duration the controller writes (5 s).
+//!     .timing(Timing::new(Duration::from_secs(5)))
+//!     .build()?;
+//! let elector = LeaderElector::new(lock);
+//! let campaign = elector.run_until(
+//!     |leadership| async move { leadership.stopping().await },
+//!     async { tokio::signal::ctrl_c().await.unwrap_or(()) },
+//! );
+//! tokio::select! {
+//!     result = candidate.run() => result?, // returns only on a permanent error
+//!     result = campaign => result?,
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! For a quick hand-over at shutdown, stop the candidate first, then
+//! [`withdraw`](Candidate::withdraw) it, then shut the elector down; otherwise the
+//! controller may elect the departing replica again as it releases, and the next one
+//! leads only after that term expires and another election (about 10 s).
+//!
+//! What it promises:
+//!
+//! - **It never takes the Lease by itself.** `take` only reads (the watch keeps what it
+//!   knows fresh, and an acquisition is confirmed by a fresh read): it acquires only
+//!   when the Lease names this identity and has not expired by this process's own
+//!   observation for at least the TTL, so the guard stops trusting it before the
+//!   controller may elect anyone else. A Lease given for less than the TTL is
+//!   [`InvalidOption`](lock_core::Error::InvalidOption). The controller's write naming
+//!   us wakes a waiting elector through the watch.
+//! - **It leads exactly while the Lease names it and it can renew**: renewals and
+//!   releases are the usual compare-and-sets on our own acquisition (holder and
+//!   `acquireTime`; the controller writes none, so a term it hands out is told from our
+//!   own later acquisitions, not from a later term it hands the same identity). When the
+//!   controller names another `preferredHolder`, the renewal answers
+//!   [`Renew::HandOver`](lock_core::Renew::HandOver): the leader drains, releases, and
+//!   the controller elects the preferred candidate.
+//! - **Fencing tokens still grow**: the token is the resourceVersion of the Lease as
+//!   found naming us, i.e. of the controller's write, larger than every earlier token.
+//! - The [`Candidate`] answers every ping (`pingTime` later than `renewTime`) with a
+//!   new `renewTime` and renews every 5 minutes otherwise, as client-go's does. On an
+//!   apiserver without LeaseCandidates it fails with
+//!   [`Unsupported`](lock_core::Error::Unsupported).
+//!
+//! The candidate needs `get`, `list`, `watch`, `create`, `update` (and `delete` for
+//! `withdraw`) on `leasecandidates.coordination.k8s.io`.
+//!
 //! # RBAC
 //!
 //! The controller's service account needs, in its namespace:
