@@ -38,6 +38,26 @@
 //!   every acquisition; release writes an empty holder, like ReleaseOnCancel). Give Go
 //!   and Rust replicas the same lease duration: client-go judges expiry by its own.
 //!
+//! # Which servers the token is guaranteed on
+//!
+//! The token needs two things of the apiserver: resourceVersions of Leases are integers
+//! that compare in write order, and they keep growing when a Lease is deleted and
+//! recreated. Kubernetes promises both since 1.35 (KEP-5504, comparable resourceVersions);
+//! every etcd-backed apiserver has always given them, since a resourceVersion is the
+//! etcd revision of the write, one counter for the whole store. Tested here on
+//! kube-apiserver v1.20.2 over etcd 3.4 and v1.36.3 over etcd 3.6, including delete and
+//! recreate (`the_token_keeps_growing_when_the_lease_is_deleted_and_recreated`).
+//!
+//! - **Managed control planes** (EKS, GKE, AKS, OpenShift) run etcd-backed apiservers:
+//!   guaranteed.
+//! - **kine** (k3s with SQLite, MySQL or PostgreSQL) numbers revisions with the
+//!   database's ever-growing row id: the token grows as long as the database is not
+//!   restored from a backup or rebuilt, which resets nothing on etcd but can on kine.
+//! - **Other storage** (aggregated API servers, storage without a global revision) may
+//!   give resourceVersions that are not numbers: every acquisition then fails with
+//!   [`lock_core::Error::Unsupported`] ("the apiserver's resourceVersion … is not a
+//!   number, so it cannot be a fencing token"), never a guessed token.
+//!
 //! # Leader-gated controllers
 //!
 //! Run a kube-runtime `Controller` only while leading, and let it drain on step-down:
