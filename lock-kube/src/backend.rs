@@ -65,8 +65,8 @@ struct Inner {
     api: Api<Lease>,
     namespace: String,
     known: Known,
-    /// Coordinated leader election: `take` never writes, it only finds the Lease the
-    /// election controller gave us.
+    /// Coordinated leader election: `take` only renews a Lease the election controller
+    /// gave us, never takes one.
     coordinated: bool,
     /// Each acquisition this process holds, by lease name and token: its holder and
     /// acquireTime, which tell our record from a later acquisition by the same identity.
@@ -143,14 +143,14 @@ impl KubeBackend {
     }
 
     /// Locks are Leases in `namespace` that Kubernetes' coordinated leader election
-    /// (KEP-4355) assigns: [`take`](Backend::take) never writes, it acquires only a
-    /// Lease the election controller names this holder in and that has not expired by
-    /// this process's own observation. Announce each replica with a
+    /// (KEP-4355) assigns: [`take`](Backend::take) acquires only a Lease the election
+    /// controller names this holder in and that has not expired by this process's own
+    /// observation, renewing it at once. Announce each replica with a
     /// [`Candidate`](crate::Candidate) whose identity is the lock's; see the
     /// [crate docs](crate#coordinated-leader-election).
     ///
-    /// The fencing token is the resourceVersion of the Lease as read when it was found
-    /// naming this holder: the controller's write, larger than every earlier token.
+    /// The fencing token is the resourceVersion of that first renewal, which follows the
+    /// controller's write naming this holder: larger than every earlier token.
     /// Renewing and releasing are as in [`new`](KubeBackend::new); a renewal answers
     /// [`Renew::HandOver`] once the controller names another `preferredHolder`.
     pub fn coordinated(client: Client, namespace: &str) -> Self {
@@ -279,11 +279,11 @@ impl Inner {
             .any(|((held, _), acquisition)| held == name && acquisition.is(record))
     }
 
-    /// Coordinated `take`: never writes. The Lease is ours only if it names `holder`,
+    /// Coordinated `take`: never takes a Lease. It is ours only if it names `holder`,
     /// is unexpired by our own observation for at least `ttl` (so that our guard stops
     /// trusting it before the controller may elect anyone else) and no guard of this
     /// process holds that acquisition already. What this process knows may be old, so
-    /// an acquisition is always decided on a fresh read.
+    /// an acquisition is always decided on a fresh read, and renewed at once.
     async fn take_coordinated(&self, name: &str, holder: &str, ttl: Duration) -> Result<Take> {
         let (mut lease, mut fresh) = match self.known.lease(name) {
             Some(known) => (Some(known), false),
@@ -312,7 +312,20 @@ impl Inner {
                     });
                 }
                 (Some(record), Some(found)) if self.known.expires_in(name, record) >= ttl => {
-                    let token = record::token(&found)?;
+                    // Renewed at once, as client-go's candidates do: the guard's validity
+                    // runs from before this write, and every other observer sees the
+                    // Lease fresh from after it, however late our watch saw the
+                    // controller's write.
+                    let spec =
+                        record::renewed(found.spec.clone().unwrap_or_default(), ttl, record::now());
+                    let written = match self.replace(name, found, spec).await? {
+                        Write::Done(written) => *written,
+                        Write::Conflict | Write::Gone => {
+                            (lease, fresh) = (self.current(name, true).await?, true);
+                            continue;
+                        }
+                    };
+                    let token = record::token(&written)?;
                     let held = Held {
                         name: LockName::new(name)?,
                         holder: holder.to_owned(),

@@ -133,11 +133,12 @@
 //!
 //! What it promises:
 //!
-//! - **It never takes the Lease by itself.** `take` only reads (the watch keeps what it
-//!   knows fresh, and an acquisition is confirmed by a fresh read): it acquires only
-//!   when the Lease names this identity and has not expired by this process's own
-//!   observation for at least the TTL, so the guard stops trusting it before the
-//!   controller may elect anyone else. A Lease given for less than the TTL is
+//! - **It never takes the Lease by itself.** `take` never writes a Lease that does not
+//!   name this identity: it acquires only when the Lease names it (confirmed by a fresh
+//!   read) and has not expired by this process's own observation for at least the TTL,
+//!   and then renews it at once, as client-go's candidates do, so every other observer
+//!   sees it fresh from after the guard's validity began, however late our watch saw
+//!   the controller's write. A Lease given for less than the TTL is
 //!   [`InvalidOption`](lock_core::Error::InvalidOption). The controller's write naming
 //!   us wakes a waiting elector through the watch.
 //! - **It leads exactly while the Lease names it and it can renew**: renewals and
