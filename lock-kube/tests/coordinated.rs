@@ -5,19 +5,19 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering::SeqCst},
+        atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::{v1::Lease, v1beta1::LeaseCandidate};
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
 use lock_core::{LeaderElector, Lock, Timing, conformance::unique_name};
 use lock_kube::{Candidate, KubeBackend, OLDEST_EMULATION_VERSION};
-use lock_tests::{Kube, KubeVersion};
+use lock_tests::{GoContender, Kube, KubeVersion};
 use tokio::time::{Instant, sleep};
 
 const TTL: Duration = Duration::from_secs(3);
@@ -345,4 +345,175 @@ async fn coordinated_election_elects_the_oldest_emulation_version_and_the_next_o
             .expect("returns Ok");
     }
     assert_eq!(sampling.load(SeqCst), 1, "exactly one leader at a time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_go_coordinated_candidate_and_ours_never_lead_at_once() {
+    let kube = Kube::shared().await;
+    let client = kube.admin().await;
+    let namespace = kube.namespace();
+    let name = unique_name("coordinated-go");
+    let (ours_id, go_id) = ("candidate-ours-1-35-0", "candidate-go-1-34-0");
+
+    if kube.version() == KubeVersion::V1_20 {
+        // Kubernetes 1.20 has no coordinated leader election: it does not serve the
+        // LeaseCandidate API, so there is no election to share with client-go (and
+        // scripts/provision builds no coordinated client-go candidate for it).
+        let candidates: Api<LeaseCandidate> = Api::namespaced(client, namespace);
+        let error = candidates
+            .list(&Default::default())
+            .await
+            .expect_err("1.20 serves no LeaseCandidates");
+        assert!(
+            matches!(&error, kube::Error::Api(response) if response.code == 404),
+            "{error:?}"
+        );
+        return;
+    }
+
+    // client-go first, with the oldest emulation version: the controller elects it.
+    let go = Arc::new(GoContender::start_coordinated(
+        kube, &name, go_id, TTL, "1.36.0", "1.34.0",
+    ));
+    let ours = elector(
+        KubeBackend::coordinated(client.clone(), namespace),
+        &name,
+        ours_id,
+    );
+    let announcing = {
+        let announcer = candidate(client.clone(), namespace, &name, ours_id, "1.35.0");
+        tokio::spawn(async move {
+            let result = announcer.run().await;
+            panic!("announcer ended: {result:?}");
+        })
+    };
+    let running = {
+        let ours = ours.clone();
+        tokio::spawn(async move {
+            ours.run(|leadership| async move { leadership.stopping().await })
+                .await
+        })
+    };
+
+    // Never both, sampled every 10 ms for the whole test: our elector's view and
+    // client-go's reports (it reports leading after it starts, and stopping before it
+    // releases on SIGTERM). Beside it, as fast as the apiserver answers, the Lease's
+    // holder, read between two samples of each: whoever leads across a read holds it.
+    let holder = |name: String| async move {
+        leases()
+            .await
+            .get_opt(&name)
+            .await
+            .expect("read the lease")
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.holder_identity)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (ours, go, stop) = (ours.clone(), go.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut samples = 0usize;
+            while !stop.load(SeqCst) {
+                assert!(
+                    !(ours.is_leader() && go.is_leading()),
+                    "ours and client-go lead at once"
+                );
+                samples += 1;
+                sleep(Duration::from_millis(10)).await;
+            }
+            samples
+        })
+    };
+    let holder_checker = {
+        let (ours, go, stop, name) = (ours.clone(), go.clone(), stop.clone(), name.clone());
+        tokio::spawn(async move {
+            let mut reads = 0usize;
+            while !stop.load(SeqCst) {
+                let (ours_before, go_before) = (ours.is_leader(), go.is_leading());
+                let holder = holder(name.clone()).await;
+                let (ours_after, go_after) = (ours.is_leader(), go.is_leading());
+                if ours_before && ours_after {
+                    assert_eq!(holder.as_deref(), Some(ours_id), "ours leads, not holding");
+                }
+                if go_before && go_after {
+                    assert_eq!(
+                        holder.as_deref(),
+                        Some(go_id),
+                        "client-go leads, not holding"
+                    );
+                }
+                reads += 1;
+                sleep(Duration::from_millis(10)).await;
+            }
+            reads
+        })
+    };
+
+    let started = Instant::now();
+    while !go.is_leading() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && go.is_alive(),
+            "client-go does not lead:\n{}",
+            go.log()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    println!("client-go (1.34) leads after {:?}", started.elapsed());
+    sleep(Duration::from_secs(2)).await;
+    assert!(
+        go.is_leading() && !ours.is_leader(),
+        "client-go keeps leading"
+    );
+    let spec = leases()
+        .await
+        .get(&name)
+        .await
+        .expect("the lease")
+        .spec
+        .expect("a spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some(go_id));
+    assert_eq!(spec.strategy.as_deref(), Some(OLDEST_EMULATION_VERSION));
+
+    // A graceful stop: client-go withdraws its LeaseCandidate and releases the Lease
+    // (ReleaseOnCancel); the controller elects ours.
+    go.terminate();
+    let stopped = Instant::now();
+    wait_until("ours leads", Duration::from_secs(20), || ours.is_leader()).await;
+    let ours_led = SystemTime::now();
+    println!("ours (1.35) leads {:?} after SIGTERM", stopped.elapsed());
+    wait_until("client-go exits", Duration::from_secs(10), || {
+        !go.is_alive()
+    })
+    .await;
+    assert!(
+        go.log().contains("EXITED"),
+        "client-go exits by itself:\n{}",
+        go.log()
+    );
+    let terms = go.terms();
+    assert_eq!(terms.len(), 1, "client-go led once: {terms:?}");
+    assert!(
+        terms[0].end.is_some_and(|end| end <= ours_led),
+        "client-go stopped before ours led: {terms:?}"
+    );
+    sleep(Duration::from_secs(2)).await;
+    assert!(ours.is_leader(), "ours keeps leading");
+    assert_eq!(holder(name.clone()).await.as_deref(), Some(ours_id));
+
+    stop.store(true, SeqCst);
+    let samples = sampler.await.expect("never both leading");
+    let reads = holder_checker.await.expect("the leader holds the Lease");
+    println!("{samples} samples, {reads} reads of the Lease");
+    assert!(
+        samples > 200 && reads > 10,
+        "{samples} samples, {reads} reads"
+    );
+    assert!(!announcing.is_finished(), "our announcer ended");
+    announcing.abort();
+    candidate(client.clone(), namespace, &name, ours_id, "1.35.0")
+        .withdraw()
+        .await
+        .expect("withdraw our candidate");
+    ours.shutdown();
+    running.await.expect("ran").expect("returns Ok");
 }

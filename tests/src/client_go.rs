@@ -66,6 +66,53 @@ impl GoContender {
         }
     }
 
+    /// Starts a client-go v0.36 candidate in coordinated leader election (KEP-4355) for
+    /// Lease `name` as `identity`: `tests/go/coordinated-candidate`, built by
+    /// `scripts/provision` for Kubernetes 1.36 only. It announces a LeaseCandidate with
+    /// `binary_version` and `emulation_version` (strategy OldestEmulationVersion) and leads
+    /// only when the election controller names it, with client-go's lease duration
+    /// `lease_duration`, a renew deadline of two thirds of it and a retry period of a
+    /// sixth. On [`terminate`](GoContender::terminate) it reports that it stops, deletes
+    /// its LeaseCandidate, then releases the Lease (ReleaseOnCancel).
+    pub fn start_coordinated(
+        kube: &Kube,
+        name: &str,
+        identity: &str,
+        lease_duration: Duration,
+        binary_version: &str,
+        emulation_version: &str,
+    ) -> Self {
+        assert_eq!(
+            kube.version(),
+            KubeVersion::V1_36,
+            "coordinated leader election needs Kubernetes 1.36"
+        );
+        let kubeconfig = kube
+            .kubeconfig()
+            .unwrap_or_else(|| panic!("the test cluster has no kubeconfig"));
+        let args = [
+            format!("-kubeconfig={}", kubeconfig.display()),
+            format!("-namespace={}", kube.namespace()),
+            format!("-name={name}"),
+            format!("-identity={identity}"),
+            format!("-binary-version={binary_version}"),
+            format!("-emulation-version={emulation_version}"),
+            format!("-lease-duration={}ms", lease_duration.as_millis()),
+            format!("-renew-deadline={}ms", (lease_duration * 2 / 3).as_millis()),
+            format!("-retry-period={}ms", (lease_duration / 6).as_millis()),
+        ];
+        let server = Server::spawn(
+            "coordinated-candidate",
+            coordinated_candidate_binary(),
+            args.into_iter().map(OsString::from).collect(),
+            Server::make_dir("coordinated-candidate"),
+        );
+        Self {
+            server,
+            killed_at: None,
+        }
+    }
+
     /// The terms it has led so far, from its own reports.
     pub fn terms(&self) -> Vec<Term> {
         let mut terms: Vec<Term> = Vec::new();
@@ -132,6 +179,23 @@ fn binary(version: KubeVersion) -> PathBuf {
         binary.is_file(),
         "no client-go contender for the {version} at {}: run scripts/provision (it builds \
          tests/go/lease-contender)",
+        binary.display()
+    );
+    binary
+}
+
+/// `tests/go/coordinated-candidate`, as `scripts/provision` caches it in `$LOCKS_CACHE`
+/// (default `~/.cache/locks`).
+fn coordinated_candidate_binary() -> PathBuf {
+    let cache = std::env::var_os("LOCKS_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
+        PathBuf::from,
+    );
+    let binary = cache.join("coordinated-candidate-v0.36/coordinated-candidate");
+    assert!(
+        binary.is_file(),
+        "no client-go coordinated candidate at {}: run scripts/provision (it builds \
+         tests/go/coordinated-candidate for Kubernetes 1.36)",
         binary.display()
     );
     binary
