@@ -42,28 +42,14 @@ impl GoContender {
     /// `lease_duration`, a renew deadline of two thirds of it and a retry period of a
     /// sixth.
     pub fn start(kube: &Kube, name: &str, identity: &str, lease_duration: Duration) -> Self {
-        let kubeconfig = kube
-            .kubeconfig()
-            .unwrap_or_else(|| panic!("the test cluster has no kubeconfig"));
-        let args = [
-            format!("-kubeconfig={}", kubeconfig.display()),
-            format!("-namespace={}", kube.namespace()),
-            format!("-name={name}"),
-            format!("-identity={identity}"),
-            format!("-lease-duration={}ms", lease_duration.as_millis()),
-            format!("-renew-deadline={}ms", (lease_duration * 2 / 3).as_millis()),
-            format!("-retry-period={}ms", (lease_duration / 6).as_millis()),
-        ];
-        let server = Server::spawn(
+        Self::spawn(
+            kube,
             "lease-contender",
             binary(kube.version()),
-            args.into_iter().map(OsString::from).collect(),
-            Server::make_dir("lease-contender"),
-        );
-        Self {
-            server,
-            killed_at: None,
-        }
+            [name, identity],
+            lease_duration,
+            Vec::new(),
+        )
     }
 
     /// Starts a client-go v0.36 candidate in coordinated leader election (KEP-4355) for
@@ -87,6 +73,29 @@ impl GoContender {
             KubeVersion::V1_36,
             "coordinated leader election needs Kubernetes 1.36"
         );
+        Self::spawn(
+            kube,
+            "coordinated-candidate",
+            coordinated_candidate_binary(),
+            [name, identity],
+            lease_duration,
+            vec![
+                format!("-binary-version={binary_version}"),
+                format!("-emulation-version={emulation_version}"),
+            ],
+        )
+    }
+
+    /// Runs `program` for Lease `name` as `identity` in the test cluster, with client-go's
+    /// timing derived from `lease_duration`, and `extra` arguments.
+    fn spawn(
+        kube: &Kube,
+        program: &str,
+        binary: PathBuf,
+        [name, identity]: [&str; 2],
+        lease_duration: Duration,
+        extra: Vec<String>,
+    ) -> Self {
         let kubeconfig = kube
             .kubeconfig()
             .unwrap_or_else(|| panic!("the test cluster has no kubeconfig"));
@@ -95,17 +104,17 @@ impl GoContender {
             format!("-namespace={}", kube.namespace()),
             format!("-name={name}"),
             format!("-identity={identity}"),
-            format!("-binary-version={binary_version}"),
-            format!("-emulation-version={emulation_version}"),
             format!("-lease-duration={}ms", lease_duration.as_millis()),
             format!("-renew-deadline={}ms", (lease_duration * 2 / 3).as_millis()),
             format!("-retry-period={}ms", (lease_duration / 6).as_millis()),
-        ];
+        ]
+        .into_iter()
+        .chain(extra);
         let server = Server::spawn(
-            "coordinated-candidate",
-            coordinated_candidate_binary(),
-            args.into_iter().map(OsString::from).collect(),
-            Server::make_dir("coordinated-candidate"),
+            program,
+            binary,
+            args.map(OsString::from).collect(),
+            Server::make_dir(program),
         );
         Self {
             server,
@@ -187,11 +196,7 @@ fn binary(version: KubeVersion) -> PathBuf {
 /// `tests/go/coordinated-candidate`, as `scripts/provision` caches it in `$LOCKS_CACHE`
 /// (default `~/.cache/locks`).
 fn coordinated_candidate_binary() -> PathBuf {
-    let cache = std::env::var_os("LOCKS_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
-        PathBuf::from,
-    );
-    let binary = cache.join("coordinated-candidate-v0.36/coordinated-candidate");
+    let binary = crate::kube::cache().join("coordinated-candidate-v0.36/coordinated-candidate");
     assert!(
         binary.is_file(),
         "no client-go coordinated candidate at {}: run scripts/provision (it builds \

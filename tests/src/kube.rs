@@ -121,7 +121,7 @@ impl fmt::Display for KubeVersion {
 }
 
 /// `$LOCKS_CACHE`, default `~/.cache/locks`: where `scripts/provision` builds.
-fn cache() -> PathBuf {
+pub(crate) fn cache() -> PathBuf {
     std::env::var_os("LOCKS_CACHE").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/locks"),
         PathBuf::from,
