@@ -279,6 +279,34 @@ impl Inner {
             .any(|((held, _), acquisition)| held == name && acquisition.is(record))
     }
 
+    /// The acquisition `written` made for `holder`: its token is the write's
+    /// resourceVersion, and it is remembered by holder and `acquire_time`.
+    fn acquired(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        written: &Lease,
+        acquire_time: Option<MicroTime>,
+    ) -> Result<Take> {
+        let token = record::token(written)?;
+        let held = Held {
+            name: LockName::new(name)?,
+            holder: holder.to_owned(),
+            token,
+            ttl,
+            revision: token.get(),
+        };
+        self.set_acquisition(
+            &held,
+            Some(Acquisition {
+                holder: holder.to_owned(),
+                acquire_time,
+            }),
+        );
+        Ok(Take::Acquired(held))
+    }
+
     /// Coordinated `take`: never takes a Lease. It is ours only if it names `holder`,
     /// is unexpired by our own observation for at least `ttl` (so that our guard stops
     /// trusting it before the controller may elect anyone else) and no guard of this
@@ -325,22 +353,8 @@ impl Inner {
                             continue;
                         }
                     };
-                    let token = record::token(&written)?;
-                    let held = Held {
-                        name: LockName::new(name)?,
-                        holder: holder.to_owned(),
-                        token,
-                        ttl,
-                        revision: token.get(),
-                    };
-                    self.set_acquisition(
-                        &held,
-                        Some(Acquisition {
-                            holder: holder.to_owned(),
-                            acquire_time: record.acquire_time.clone(),
-                        }),
-                    );
-                    return Ok(Take::Acquired(held));
+                    let acquire_time = record.acquire_time.clone();
+                    return self.acquired(name, holder, ttl, &written, acquire_time);
                 }
                 (_, found) => {
                     return Ok(Take::Held(self.coordinated_holder(
@@ -501,22 +515,7 @@ impl Backend for KubeBackend {
                 (lease, fresh) = (inner.current(name, true).await?, true);
                 continue;
             };
-            let token = record::token(&written)?;
-            let held = Held {
-                name: LockName::new(name)?,
-                holder: holder.to_owned(),
-                token,
-                ttl,
-                revision: token.get(),
-            };
-            inner.set_acquisition(
-                &held,
-                Some(Acquisition {
-                    holder: holder.to_owned(),
-                    acquire_time: Some(acquire_time),
-                }),
-            );
-            return Ok(Take::Acquired(held));
+            return inner.acquired(name, holder, ttl, &written, Some(acquire_time));
         }
     }
 
