@@ -5,8 +5,15 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Delays between attempts, starting at a tenth of `interval` (at most 100 ms) and
-/// doubling up to `interval`, with jitter so that contenders do not retry in step.
-pub(crate) fn retry_delays(interval: Duration) -> impl Iterator<Item = Duration> + Send {
+/// doubling up to `interval`, with jitter so that contenders do not retry in step. The
+/// schedule every retry of the workspace uses, also outside lock-core.
+///
+/// ```
+/// use std::time::Duration;
+/// let delays: Vec<_> = lock_core::retry_delays(Duration::from_secs(1)).take(3).collect();
+/// assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
+/// ```
+pub fn retry_delays(interval: Duration) -> impl Iterator<Item = Duration> + Send {
     let min = (interval / 10).min(Duration::from_millis(100));
     ExponentialBuilder::default()
         .with_min_delay(min)

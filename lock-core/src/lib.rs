@@ -90,6 +90,7 @@ mod validity;
 pub mod conformance;
 
 pub use backend::{Backend, Changes, Lease, Listed, LockInfo, Release, Renew, Take};
+pub use backoff::retry_delays;
 pub use breaking::Broken;
 pub use election::{
     DEFAULT_DRAIN_TIMEOUT, Health, LeaderElector, LeaderState, Leadership, ShutdownHandle,

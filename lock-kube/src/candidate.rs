@@ -240,14 +240,13 @@ impl Candidate {
     /// leader that keeps renewing keeps leading). A write in flight when dropped either
     /// lands or not; neither leaves anything held.
     pub async fn run(&self) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut retries = lock_core::retry_delays(MAX_BACKOFF);
         loop {
             match self.keep().await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => retries = lock_core::retry_delays(MAX_BACKOFF),
                 Err(error) if error.is_transient() => {
                     tracing::debug!(candidate = %self.identity, %error, "lease candidate: retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(retries.next().unwrap_or(MAX_BACKOFF)).await;
                 }
                 Err(error) => return Err(error),
             }
