@@ -123,9 +123,17 @@ pub enum Error {
         reason: String,
     },
 
-    /// The backend's client or server failed.
-    #[error("backend error ({}): {source}", if *.transient { "transient" } else { "permanent" })]
+    /// The backend's client or server failed. Made by [`Error::backend`].
+    ///
+    /// `source` is the client library's own error, kept whole: downcast it to tell one
+    /// server answer from another (a Kubernetes 404 from a 403, a gRPC status), e.g.
+    /// through `std::error::Error::source`. The message shows `context` and then the
+    /// client's message.
+    #[error("{context}: {source}")]
     Backend {
+        /// What failed and, where the backend can tell, what to do about it (e.g.
+        /// "cannot take lock a: forbidden in namespace \"ns\"; ...").
+        context: String,
         /// Whether trying again later may succeed (a timeout, a refused connection, a
         /// conflict) or not (forbidden, bad configuration).
         transient: bool,
@@ -135,19 +143,59 @@ pub enum Error {
 }
 
 impl Error {
-    /// A transient backend error: trying again later may succeed.
-    pub fn transient(source: impl Into<BoxError>) -> Self {
+    /// A backend request failed: `context` says what failed (and what to do about it),
+    /// `transient` whether trying again later may succeed, and `source` is the client's
+    /// error, kept as the [`source`](std::error::Error::source) of the result.
+    ///
+    /// The one constructor of [`Error::Backend`]: a backend's error module only decides
+    /// `context` and `transient` for its client's errors.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use lock_core::Error;
+    ///
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let error = Error::backend("cannot take lock a", true, refused);
+    /// assert!(error.is_transient());
+    /// let source = error.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    /// assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::ConnectionRefused));
+    /// ```
+    pub fn backend(
+        context: impl Into<String>,
+        transient: bool,
+        source: impl Into<BoxError>,
+    ) -> Self {
         Self::Backend {
-            transient: true,
+            context: context.into(),
+            transient,
             source: source.into(),
         }
     }
 
-    /// A permanent backend error: trying again will not help.
+    /// A transient backend error without more context: trying again later may succeed.
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        Self::backend("backend error (transient)", true, source)
+    }
+
+    /// A permanent backend error without more context: trying again will not help.
     pub fn permanent(source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            transient: false,
-            source: source.into(),
+        Self::backend("backend error (permanent)", false, source)
+    }
+
+    /// The client library's error of a [`Backend`](Error::Backend) error, if it is a
+    /// `E` (e.g. `kube::Error`, `etcd_client::Error`, `redis::RedisError`).
+    ///
+    /// ```
+    /// use lock_core::Error;
+    ///
+    /// let error = Error::backend("cannot read lock a", true, std::io::Error::other("reset"));
+    /// assert!(error.client_error::<std::io::Error>().is_some());
+    /// assert!(Error::transient("no client error").client_error::<std::io::Error>().is_none());
+    /// ```
+    pub fn client_error<E: StdError + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Backend { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
         }
     }
 
