@@ -1,7 +1,5 @@
 //! Breaking a lock: freeing it from a holder that cannot or will not release it.
 
-use std::future::Future;
-
 use crate::{
     Error, FencingToken, Lock, LockInfo, Release, Result,
     release::release_detached,
@@ -53,10 +51,8 @@ impl Lock {
         for _ in 0..BREAK_ATTEMPTS {
             if let Some(current) = self.holder().await? {
                 let freed = self
-                    .bounded(
-                        "break",
-                        self.backend.release_holder(&self.name, &current.holder),
-                    )
+                    .locks()
+                    .release_holder_of(&self.name, &current.holder)
                     .await?;
                 if freed == Release::NotHeld {
                     continue; // it changed hands meanwhile: look again
@@ -89,17 +85,5 @@ impl Lock {
             "lock {} was taken again by its holder {BREAK_ATTEMPTS} times while breaking it",
             self.name
         )))
-    }
-
-    /// Runs one backend request within the request timeout.
-    async fn bounded<T>(&self, what: &str, request: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.timing.request_timeout(), request)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::transient(format!(
-                    "{what} of lock {} timed out",
-                    self.name
-                )))
-            })
     }
 }

@@ -37,6 +37,8 @@
 //! |---|---|
 //! | the primitives a backend implements | [`Backend`] (`backend.rs`) |
 //! | the lock, acquiring and waiting | [`Lock`] (`lock.rs`) |
+//! | one bounded request, the one bound of every request | `request.rs`, [`RequestTimeout`] |
+//! | operators: reading, listing, releasing a holder, breaking | [`Locks`] (`operator.rs`), [`Lock::break_lock`] (`breaking.rs`) |
 //! | a held lock, its validity, its renewal | [`Guard`], [`Validity`] (`guard.rs`, `validity.rs`, `renewal.rs`) |
 //! | leader election | [`LeaderElector`] (`election.rs`) |
 //! | elected shards | [`ElectedShards`] (`shards.rs`) |
@@ -77,9 +79,11 @@ mod memory;
 mod metrics;
 mod name;
 mod observe;
+mod operator;
 mod register;
 mod release;
 mod renewal;
+mod request;
 mod shards;
 mod take;
 mod timing;
@@ -101,7 +105,9 @@ pub use guard::Guard;
 pub use lock::{Lock, LockBuilder};
 pub use memory::MemoryBackend;
 pub use name::{LockName, MAX_IDENTITY_LEN, MAX_NAME_LEN};
+pub use operator::Locks;
 pub use register::FencedRegister;
+pub use request::RequestTimeout;
 pub use shards::{DEFAULT_MAX_MEMBERS, ElectedShards, ElectedShardsBuilder, shard_of};
 pub use timing::{DEFAULT_TTL, Timing};
 pub use token::FencingToken;

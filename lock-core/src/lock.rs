@@ -7,7 +7,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use crate::{
-    Backend, Changes, Error, Guard, LockInfo, LockName, Result, Timing,
+    Backend, Changes, Error, Guard, LockInfo, LockName, Locks, Result, Timing,
     backoff::retry_delays,
     name::validate_identity,
     take::{Taken, take},
@@ -168,18 +168,17 @@ impl Lock {
     }
 
     /// Who holds the lock now, or `None` if it is free.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropping the future drops the request and changes nothing.
     pub async fn holder(&self) -> Result<Option<LockInfo>> {
-        tokio::time::timeout(
-            self.timing.request_timeout(),
-            self.backend.describe(&self.name),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::transient(format!(
-                "describe of lock {} timed out",
-                self.name
-            )))
-        })
+        self.locks().holder_of(&self.name).await
+    }
+
+    /// The operator's view of this lock's backend, with this lock's timing.
+    pub fn locks(&self) -> Locks {
+        Locks::over(self.backend.clone(), self.timing)
     }
 
     /// Waits until the lock is ours, calling `on_held` with the holder each time the
@@ -213,7 +212,7 @@ impl Lock {
                         // An uncontended acquire never subscribes.
                         if changes.is_none() && !subscribed {
                             subscribed = true;
-                            changes = self.subscribe().await?;
+                            changes = self.locks().changes(&self.name).await?;
                             continue;
                         }
                         let wait = holder.expires_in.map_or(poll, |expiry| expiry.min(poll));
@@ -231,24 +230,6 @@ impl Lock {
         }
         .instrument(span)
         .await
-    }
-
-    /// Change notifications for this lock, or `None` (polling) if the backend cannot
-    /// give them now.
-    async fn subscribe(&self) -> Result<Option<Changes>> {
-        let subscribing = self.backend.changes(&self.name);
-        match tokio::time::timeout(self.timing.request_timeout(), subscribing).await {
-            Ok(Ok(stream)) => Ok(Some(stream)),
-            Ok(Err(error)) if !error.is_transient() => Err(error),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "no change notifications; polling");
-                Ok(None)
-            }
-            Err(_) => {
-                tracing::debug!("subscribing to changes timed out; polling");
-                Ok(None)
-            }
-        }
     }
 
     /// One attempt: the guard, or who holds the lock.

@@ -2,10 +2,11 @@
 
 use futures::{StreamExt, stream::BoxStream};
 
-use crate::{Changes, Lock, LockInfo, Result};
+use crate::{Changes, Lock, LockInfo, LockName, Locks, Result};
 
 struct Observer {
-    lock: Lock,
+    locks: Locks,
+    name: LockName,
     changes: Option<Changes>,
     first: bool,
 }
@@ -31,34 +32,48 @@ impl Lock {
     /// assert_eq!((held.holder.as_str(), held.token), ("pod-a", Some(guard.token())));
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// The stream holds no lock and writes nothing: dropping it (or a pending `next()`)
+    /// only ends the subscription and any read in flight.
     pub fn observe(&self) -> BoxStream<'static, Result<Option<LockInfo>>> {
-        let observer = Observer {
-            lock: self.clone(),
-            changes: None,
-            first: true,
-        };
-        futures::stream::unfold(observer, |mut observer| async move {
-            let lock = &observer.lock;
-            if observer.changes.is_none() {
-                // Subscribed before reading, so that no change falls in between.
-                observer.changes = lock.backend.changes(&lock.name).await.ok();
-            }
-            if !observer.first {
-                let poll = tokio::time::sleep(lock.timing.poll_interval());
-                match observer.changes.as_mut() {
-                    Some(changes) => tokio::select! {
-                        next = changes.next() => if next.is_none() {
-                            observer.changes = None; // subscribe again next time
-                        },
-                        () = poll => {}
-                    },
-                    None => poll.await,
-                }
-            }
-            observer.first = false;
-            let holder = observer.lock.holder().await;
-            Some((holder, observer))
-        })
-        .boxed()
+        observe(self.locks(), self.name.clone())
     }
+}
+
+/// The stream of [`Lock::observe`] and [`Locks::observe`].
+pub(crate) fn observe(
+    locks: Locks,
+    name: LockName,
+) -> BoxStream<'static, Result<Option<LockInfo>>> {
+    let observer = Observer {
+        locks,
+        name,
+        changes: None,
+        first: true,
+    };
+    futures::stream::unfold(observer, |mut observer| async move {
+        if observer.changes.is_none() {
+            // Subscribed before reading, so that no change falls in between. Without
+            // notifications (or permission to watch) it polls; a read error shows.
+            observer.changes = observer.locks.changes(&observer.name).await.unwrap_or(None);
+        }
+        if !observer.first {
+            let poll = tokio::time::sleep(observer.locks.timing().poll_interval());
+            match observer.changes.as_mut() {
+                Some(changes) => tokio::select! {
+                    next = changes.next() => if next.is_none() {
+                        observer.changes = None; // subscribe again next time
+                    },
+                    () = poll => {}
+                },
+                None => poll.await,
+            }
+        }
+        observer.first = false;
+        let holder = observer.locks.holder_of(&observer.name).await;
+        Some((holder, observer))
+    })
+    .boxed()
 }

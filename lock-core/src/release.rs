@@ -1,10 +1,12 @@
 //! Releasing a lease: retried while it matters, and in the background on drop.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 
-use crate::{Backend, Error, Lease, Release, Result, Timing, backoff::retry_delays};
+use crate::{
+    Backend, Error, Lease, Release, Result, Timing, backoff::retry_delays, request::Request,
+};
 
 /// What a release found: whether the lease was ours, and whether an earlier attempt
 /// went unanswered (so a `NotHeld` may be that attempt's own doing).
@@ -26,22 +28,15 @@ pub(crate) async fn release_with_retries(
     let mut retries = retry_delays(timing.renew_interval());
     let mut after_unanswered = false;
     loop {
-        let bound = timing
-            .request_timeout()
-            .min(give_up_at.saturating_duration_since(Instant::now()))
-            .max(Duration::from_millis(1));
-        let error = match timeout(bound, backend.release(lease)).await {
-            Ok(Ok(outcome)) => {
+        let request = Request::on("release", &lease.name, timing).until(give_up_at);
+        let error = match request.send(backend.release(lease)).await {
+            Ok(outcome) => {
                 return Ok(Released {
                     outcome,
                     after_unanswered,
                 });
             }
-            Ok(Err(error)) => error,
-            Err(_) => Error::transient(format!(
-                "release of lock {} timed out after {bound:?}",
-                lease.name
-            )),
+            Err(error) => error,
         };
         // A transient failure may have happened after the release was carried out.
         after_unanswered |= error.is_transient();

@@ -10,12 +10,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::{
     task::JoinHandle,
-    time::{Instant, sleep_until, timeout},
+    time::{Instant, sleep_until},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{Backend, Lease, LossReason, Renew, Timing, Validity, backoff::retry_delays};
+use crate::{
+    Backend, Lease, LossReason, Renew, Timing, Validity,
+    backoff::retry_delays,
+    request::{Request, is_timeout},
+};
 
 /// A running renewal task.
 pub(crate) struct Renewal {
@@ -72,17 +76,16 @@ async fn renew_until_stopped(
             return;
         }
         let current = lease.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let bound = timing.request_timeout().min(deadline - sent);
+        let request = Request::on("renewal", &current.name, &timing).until(deadline);
+        let bound = request.bound();
         let span = tracing::debug_span!("renew", lock = %current.name, holder = %current.holder, token = %current.token);
-        let answer = timeout(bound, backend.renew(&current))
-            .instrument(span)
-            .await;
-        if let Ok(Ok(Renew::HandOver(_))) = &answer {
+        let answer = request.send(backend.renew(&current)).instrument(span).await;
+        if let Ok(Renew::HandOver(_)) = &answer {
             tracing::debug!("the server asks this holder to hand the lock over");
             validity.request_hand_over();
         }
         match answer {
-            Ok(Ok(Renew::Renewed(renewed) | Renew::HandOver(renewed))) => {
+            Ok(Renew::Renewed(renewed) | Renew::HandOver(renewed)) => {
                 crate::metrics::renewed(validity.name(), sent.elapsed());
                 *lease.lock().unwrap_or_else(PoisonError::into_inner) = renewed;
                 if !validity.extend(sent, timing.validity()) {
@@ -91,26 +94,26 @@ async fn renew_until_stopped(
                 retries = retry_delays(timing.renew_interval());
                 next = sent + timing.renew_interval();
             }
-            Ok(Ok(Renew::NotHeld)) => {
+            Ok(Renew::NotHeld) => {
                 tracing::warn!("lock lost: the server says it is no longer ours");
                 validity.end(LossReason::Taken);
                 return;
             }
-            Ok(Err(error)) if !error.is_transient() => {
+            Err(error) if !error.is_transient() => {
                 tracing::warn!(%error, "lock lost: renewal failed permanently");
                 validity.end(LossReason::Failed(error.to_string()));
                 return;
             }
-            Ok(Err(error)) => {
-                crate::metrics::renew_failed(validity.name(), "error");
-                validity.renewal_failed();
-                tracing::debug!(%error, "renewal failed; retrying");
-                next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
-            }
-            Err(_) => {
+            Err(error) if is_timeout(&error) => {
                 crate::metrics::renew_failed(validity.name(), "timeout");
                 validity.renewal_failed();
                 tracing::debug!(timeout = ?bound, "renewal timed out; retrying");
+                next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
+            }
+            Err(error) => {
+                crate::metrics::renew_failed(validity.name(), "error");
+                validity.renewal_failed();
+                tracing::debug!(%error, "renewal failed; retrying");
                 next = Instant::now() + retries.next().unwrap_or(timing.renew_interval());
             }
         }

@@ -411,15 +411,7 @@ impl ElectedShards {
 
     /// Whether the lock `name` is held and not expired, as the backend sees it now.
     async fn is_live(&self, name: &str) -> Result<bool> {
-        let name = LockName::new(name)?;
-        let describing = self.inner.backend.describe(&name);
-        let holder = tokio::time::timeout(self.inner.timing.request_timeout(), describing)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::transient(format!(
-                    "describe of lock {name} timed out"
-                )))
-            })?;
+        let holder = self.lock(name)?.holder().await?;
         Ok(holder.is_some_and(|info| info.expires_in != Some(Duration::ZERO)))
     }
 

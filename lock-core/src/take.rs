@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::{sync::oneshot, time::Instant};
 
 use crate::{
-    Backend, Error, Lease, LockInfo, LockName, Result, Take, Timing, release::release_in_background,
+    Backend, Error, Lease, LockInfo, LockName, Result, Take, Timing,
+    release::release_in_background, request::Request,
 };
 
 /// A lease acquired but not yet owned by a guard; dropping it releases the lock.
@@ -71,30 +72,30 @@ pub(crate) async fn take(
     tokio::spawn(async move {
         let sent = Instant::now();
         let taking = backend.take(&task_name, &holder, timing.ttl());
-        let outcome = match tokio::time::timeout(timing.ttl(), taking).await {
-            Ok(Ok(Take::Acquired(lease))) => Ok(Taken::Acquired(HeldLease {
+        let outcome = match Request::on("take", &task_name, &timing)
+            .within(timing.ttl())
+            .send(taking)
+            .await
+        {
+            Ok(Take::Acquired(lease)) => Ok(Taken::Acquired(HeldLease {
                 backend,
                 timing,
                 lease: Some(lease),
                 sent,
             })),
-            Ok(Ok(Take::Held(info))) => Ok(Taken::Held(info)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(Error::transient(format!(
-                "take of lock {task_name} got no answer within its TTL"
-            ))),
+            Ok(Take::Held(info)) => Ok(Taken::Held(info)),
+            Err(error) => Err(error),
         };
         // If the receiver is gone, the outcome is dropped here and a held lease released.
         let _ = tx.send(outcome);
     });
-    let bound = timing.request_timeout();
-    match tokio::time::timeout(bound, rx).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err(Error::transient(
-            "the take task was cancelled (is the runtime shutting down?)",
-        )),
-        Err(_) => Err(Error::transient(format!(
-            "take of lock {name} timed out after {bound:?}"
-        ))),
-    }
+    Request::on("take", name, &timing)
+        .send(async {
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::transient(
+                    "the take task was cancelled (is the runtime shutting down?)",
+                ))
+            })
+        })
+        .await
 }

@@ -313,10 +313,23 @@ async fn user_and_password_authentication_works_and_no_credentials_is_a_permanen
     .try_acquire()
     .await
     {
-        Err(Error::Backend {
-            transient: false,
-            source,
-        }) => println!("without credentials: {source}"),
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            // The client's own error is kept: its gRPC status tells why.
+            match error.client_error::<etcd_client::Error>() {
+                Some(etcd_client::Error::GRpcStatus(status)) => {
+                    println!(
+                        "without credentials: {:?} {}",
+                        status.code(),
+                        status.message()
+                    )
+                }
+                other => panic!("expected etcd's gRPC status as the source, got {other:?}"),
+            }
+        }
         other => panic!("expected a permanent backend error, got {other:?}"),
     }
 }
@@ -330,10 +343,17 @@ async fn an_unreachable_etcd_is_a_transient_error() {
         .try_acquire()
         .await
     {
-        Err(Error::Backend {
-            transient: true,
-            source,
-        }) => println!("unreachable: {source}"),
+        Err(
+            error @ Error::Backend {
+                transient: true, ..
+            },
+        ) => {
+            assert!(
+                error.client_error::<etcd_client::Error>().is_some(),
+                "{error:?}"
+            );
+            println!("unreachable: {error}");
+        }
         other => panic!("expected a transient backend error, got {other:?}"),
     }
 }

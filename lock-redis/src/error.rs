@@ -1,14 +1,16 @@
-//! What Redis's answers mean for a lock.
+//! What Redis's answers mean for a lock: which errors are transient, and what to say.
 
 use lock_core::Error;
 use redis::RedisError;
 
-/// Turns a Redis error on lock (or key) `name` into a lock error that says what failed.
+/// Turns a Redis error on lock (or key) `name` into a lock error that keeps it as its
+/// source: records not written by lock-redis are `Malformed`, everything else goes
+/// through [`Error::backend`].
 pub(crate) fn lock_error(error: RedisError, name: &str, what: &str) -> Error {
-    match error.code() {
+    let (transient, hint) = match error.code() {
         Some("WRONGTYPE") => {
             return Error::Malformed {
-                name: what.to_owned(),
+                name: name.to_owned(),
                 reason: format!(
                     "a key at the lock's location has the wrong type, not written by lock-redis ({error})"
                 ),
@@ -20,24 +22,20 @@ pub(crate) fn lock_error(error: RedisError, name: &str, what: &str) -> Error {
                 reason: error.detail().unwrap_or_default().to_owned(),
             };
         }
-        Some("NOPERM" | "NOSCRIPT") => {
-            return Error::permanent(format!(
-                "cannot {what}: this Redis user may not run scripts (EVAL, EVALSHA and SCRIPT LOAD are needed) ({error})"
-            ));
-        }
+        Some("NOPERM" | "NOSCRIPT") => (
+            false,
+            ": this Redis user may not run scripts (EVAL, EVALSHA and SCRIPT LOAD are needed)",
+        ),
         Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY") => {
-            return Error::transient(format!("cannot {what} now: {error}"));
+            (true, " now")
         }
-        _ => {}
-    }
-    let message = format!("cannot {what}: {error}");
-    if error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-    {
-        Error::transient(message)
-    } else {
-        Error::permanent(message)
-    }
+        _ => (
+            error.is_io_error()
+                || error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal(),
+            "",
+        ),
+    };
+    Error::backend(format!("cannot {what}{hint}"), transient, error)
 }

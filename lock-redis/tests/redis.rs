@@ -96,11 +96,15 @@ async fn a_key_of_the_wrong_type_at_the_lock_is_a_typed_error_and_left_alone() {
         .expect("a foreign hash");
 
     let lock = lock(backend, &name, "pod");
-    assert!(matches!(
-        lock.try_acquire().await,
-        Err(Error::Malformed { .. })
-    ));
-    assert!(matches!(lock.holder().await, Err(Error::Malformed { .. })));
+    for error in [
+        lock.try_acquire().await.expect_err("malformed"),
+        lock.holder().await.expect_err("malformed"),
+    ] {
+        match error {
+            Error::Malformed { name: at, .. } => assert_eq!(at, name, "names the lock"),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
     let kind: String = redis::cmd("TYPE")
         .arg(&key)
         .query_async(&mut connection)
@@ -202,14 +206,16 @@ async fn a_user_who_may_not_run_scripts_gets_a_permanent_error_saying_so() {
         .try_acquire()
         .await
     {
-        Err(Error::Backend {
-            transient: false,
-            source,
-        }) => {
-            assert!(
-                source.to_string().contains("may not run scripts"),
-                "{source}"
-            );
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            assert!(error.to_string().contains("may not run scripts"), "{error}");
+            let source = error
+                .client_error::<redis::RedisError>()
+                .expect("Redis' error");
+            assert_eq!(source.code(), Some("NOPERM"), "{source}");
         }
         other => panic!("expected a permanent backend error, got {other:?}"),
     }
