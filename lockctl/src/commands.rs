@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use lock_core::{Backend, DEFAULT_TTL, Error, Lock, LockName, Release, Timing};
+use lock_core::{Backend, DEFAULT_TTL, Error, Locks, Release, Timing};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
@@ -30,20 +30,23 @@ pub struct Io<'a> {
     pub input: &'a mut (dyn BufRead + Send),
 }
 
-/// Runs `command` on `backend`.
+/// Runs `command` on `backend`, through lock-core's operator API ([`Locks`]): every
+/// request is bounded by the request timeout of the default timing (5 s).
 pub async fn execute(
     backend: Arc<dyn Backend>,
     command: Command,
     io: Io<'_>,
 ) -> Result<Exit, Failure> {
+    let timing = Timing::new(DEFAULT_TTL).with_poll_interval(WATCH_POLL);
+    let locks = Locks::new(backend).with_timing(timing)?;
     match command {
-        Command::Status { name, output } => status(backend, &name, output, io).await,
-        Command::List { prefix, output } => list(&*backend, &prefix, output, io).await,
+        Command::Status { name, output } => status(&locks, &name, output, io).await,
+        Command::List { prefix, output } => list(&locks, &prefix, output, io).await,
         Command::Watch {
             name,
             count,
             output,
-        } => watch(backend, &name, count, output, io).await,
+        } => watch(&locks, &name, count, output, io).await,
         Command::Acquire {
             name,
             hold,
@@ -53,10 +56,10 @@ pub async fn execute(
             identity,
         } => {
             let identity = identity.unwrap_or_else(default_identity);
-            acquire(backend, &name, &identity, ttl, hold, wait, io).await
+            acquire(&locks, &name, &identity, ttl, hold, wait, io).await
         }
-        Command::Release { name, holder } => release(&*backend, &name, &holder, io).await,
-        Command::Break { name, yes } => break_lock(backend, &name, yes, io).await,
+        Command::Release { name, holder } => release(&locks, &name, &holder, io).await,
+        Command::Break { name, yes } => break_lock(&locks, &name, yes, io).await,
     }
 }
 
@@ -71,13 +74,6 @@ pub fn default_identity() -> String {
     format!("lockctl@{host}-{}", std::process::id())
 }
 
-fn observer(backend: Arc<dyn Backend>, name: &str) -> Result<Lock, Failure> {
-    let timing = Timing::new(DEFAULT_TTL).with_poll_interval(WATCH_POLL);
-    Ok(Lock::builder(backend, name, default_identity())
-        .timing(timing)
-        .build()?)
-}
-
 /// A description as a state; a record not written by this library is shown, not fatal.
 fn state(
     name: &str,
@@ -90,14 +86,8 @@ fn state(
     }
 }
 
-async fn status(
-    backend: Arc<dyn Backend>,
-    name: &str,
-    output: Output,
-    io: Io<'_>,
-) -> Result<Exit, Failure> {
-    let lock = observer(backend, name)?;
-    let state = state(name, lock.holder().await)?;
+async fn status(locks: &Locks, name: &str, output: Output, io: Io<'_>) -> Result<Exit, Failure> {
+    let state = state(name, locks.holder(name).await)?;
     match output {
         Output::Text => writeln!(io.out, "{}", state.block())?,
         Output::Json => writeln!(io.out, "{}", state.json())?,
@@ -105,13 +95,8 @@ async fn status(
     Ok(Exit::Ok)
 }
 
-async fn list(
-    backend: &dyn Backend,
-    prefix: &str,
-    output: Output,
-    io: Io<'_>,
-) -> Result<Exit, Failure> {
-    let listed = backend.list(prefix).await?;
+async fn list(locks: &Locks, prefix: &str, output: Output, io: Io<'_>) -> Result<Exit, Failure> {
+    let listed = locks.list(prefix).await?;
     if output == Output::Text {
         writeln!(io.out, "{}", State::header())?;
     }
@@ -126,14 +111,13 @@ async fn list(
 }
 
 async fn watch(
-    backend: Arc<dyn Backend>,
+    locks: &Locks,
     name: &str,
     count: Option<usize>,
     output: Output,
     io: Io<'_>,
 ) -> Result<Exit, Failure> {
-    let lock = observer(backend, name)?;
-    let mut states = lock.observe();
+    let mut states = locks.observe(name)?;
     let mut last = None;
     let mut printed = 0;
     // Listening from the start, so that no signal falls between two waits.
@@ -170,7 +154,7 @@ async fn watch(
 }
 
 async fn acquire(
-    backend: Arc<dyn Backend>,
+    locks: &Locks,
     name: &str,
     identity: &str,
     ttl: Duration,
@@ -178,9 +162,10 @@ async fn acquire(
     wait: Option<Duration>,
     io: Io<'_>,
 ) -> Result<Exit, Failure> {
-    let lock = Lock::builder(backend, name, identity)
-        .timing(Timing::new(ttl))
-        .build()?;
+    let lock = locks
+        .clone()
+        .with_timing(Timing::new(ttl))?
+        .lock(name, identity)?;
     // Listening from the start, so that a signal right after acquiring is not lost.
     let mut interrupt = Interrupt::listen()?;
     let acquiring = async {
@@ -229,14 +214,8 @@ async fn acquire(
     Ok(Exit::Ok)
 }
 
-async fn release(
-    backend: &dyn Backend,
-    name: &str,
-    holder: &str,
-    io: Io<'_>,
-) -> Result<Exit, Failure> {
-    let lock_name = LockName::new(name)?;
-    match backend.release_holder(&lock_name, holder).await? {
+async fn release(locks: &Locks, name: &str, holder: &str, io: Io<'_>) -> Result<Exit, Failure> {
+    match locks.release_holder(name, holder).await? {
         Release::Released => {
             writeln!(io.out, "released {name} (held by {holder})")?;
             Ok(Exit::Ok)
@@ -248,14 +227,8 @@ async fn release(
     }
 }
 
-async fn break_lock(
-    backend: Arc<dyn Backend>,
-    name: &str,
-    yes: bool,
-    io: Io<'_>,
-) -> Result<Exit, Failure> {
-    let lock = observer(backend, name)?;
-    let Some(current) = lock.holder().await? else {
+async fn break_lock(locks: &Locks, name: &str, yes: bool, io: Io<'_>) -> Result<Exit, Failure> {
+    let Some(current) = locks.holder(name).await? else {
         writeln!(io.out, "{name} is free; nothing to break")?;
         return Ok(Exit::Ok);
     };
@@ -278,7 +251,7 @@ async fn break_lock(
             ));
         }
     }
-    let broken = lock.break_lock().await?;
+    let broken = locks.break_lock(name, &default_identity()).await?;
     let previous = broken
         .previous
         .map_or_else(|| "nobody".to_owned(), |p| p.holder);

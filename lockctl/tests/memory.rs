@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use lock_core::{Backend, Lock, MemoryBackend};
+use lock_core::{Backend, Faulty, Lock, MemoryBackend};
 use lockctl::{
     Exit,
     cli::{Command, Output},
@@ -201,4 +201,42 @@ async fn invalid_names_are_usage_errors() {
     )
     .await;
     assert_eq!(exit(&status), Exit::Usage);
+}
+
+/// Every request lockctl makes goes through lock-core's operator API and is bounded like
+/// a lock's own: on a backend that never answers, `list`, `status` and `release` fail
+/// after the request timeout (5 s) with a transient timeout, instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn list_status_and_release_time_out_on_a_frozen_backend() {
+    let faulty = Faulty::new(MemoryBackend::new());
+    let backend: Arc<dyn Backend> = Arc::new(faulty.clone());
+    let _held = Lock::new(backend.clone(), "reports", "pod-a")
+        .expect("valid")
+        .acquire()
+        .await
+        .expect("acquire");
+    faulty.freeze(true);
+    let commands = [
+        Command::List {
+            prefix: String::new(),
+            output: Output::Text,
+        },
+        Command::Status {
+            name: "reports".into(),
+            output: Output::Json,
+        },
+        Command::Release {
+            name: "reports".into(),
+            holder: "pod-a".into(),
+        },
+    ];
+    for command in commands {
+        let described = format!("{command:?}");
+        let started = tokio::time::Instant::now();
+        let ran = run(&backend, command, "").await;
+        assert_eq!(exit(&ran), Exit::Failed, "{described}");
+        let message = ran.result.expect_err("timed out").message;
+        assert!(message.contains("timed out"), "{described}: {message}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "{described}");
+    }
 }
