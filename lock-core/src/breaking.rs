@@ -33,6 +33,13 @@ impl Lock {
     /// `fenced_txn`), and by stores fenced by a high-water mark (`FencedRegister`,
     /// `fenced_update`, `fenced_put`, `fenced_set`) as soon as a newer token has written.
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the break between steps: the holder's record may
+    /// already be released (then the lock is free, and no newer token was issued); a
+    /// take already sent runs to its end and releases what it took, so the break never
+    /// leaves the lock held by its own identity.
+    ///
     /// ```
     /// use lock_core::{Lock, LossReason, MemoryBackend};
     ///

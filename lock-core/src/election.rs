@@ -272,6 +272,12 @@ impl LeaderElector {
 
     /// Like [`run`](LeaderElector::run), with a graceful step-down when `signal`
     /// resolves (e.g. on SIGTERM).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](LeaderElector::run): dropping the future stops the campaign at
+    /// once, without a drain, and releases the lock in the background. For a graceful
+    /// step-down, let `signal` resolve and await the future to its end.
     pub async fn run_until<F, Fut>(&self, work: F, signal: impl Future<Output = ()>) -> Result<()>
     where
         F: FnMut(Leadership) -> Fut,

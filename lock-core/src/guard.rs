@@ -92,7 +92,12 @@ impl Guard {
     }
 
     /// Resolves when the lock can no longer be trusted, strictly before any other
-    /// contender can acquire it. Cancel-safe; call it as often as you like.
+    /// contender can acquire it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits. Dropping the future changes nothing, and it can be
+    /// called again (or raced in a `select!` loop) as often as you like.
     pub async fn lost(&self) -> LossReason {
         self.validity.lost().await
     }
@@ -100,7 +105,11 @@ impl Guard {
     /// Resolves once the server asks this holder to hand the lock over (Kubernetes'
     /// coordinated leader election naming another preferred holder); never, if it does
     /// not. The lock stays valid: finish the work, then [`release`](Guard::release).
-    /// Cancel-safe.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits, and a request already made is still seen by the
+    /// next call.
     pub async fn hand_over(&self) {
         self.validity.hand_over().await;
     }

@@ -137,6 +137,10 @@ impl Lock {
     }
 
     /// Takes the lock if it is free, without waiting; [`Error::Held`] says who holds it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Lock::acquire): dropping the future leaves nothing held.
     pub async fn try_acquire(&self) -> Result<Guard> {
         match self.take_once().await? {
             Ok(guard) => Ok(guard),
@@ -148,14 +152,25 @@ impl Lock {
     ///
     /// Waiting is driven by the backend's change notifications, so a released lock is
     /// taken at once; a crashed holder's lock is taken when its TTL runs out. Transient
-    /// errors are retried with backoff. Dropping the future at any point leaves nothing
-    /// held.
+    /// errors are retried with backoff.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point leaves nothing held. A take request already
+    /// sent runs to its end in a task of its own (bounded by the TTL); if it acquired
+    /// the lock after the future was dropped, the lock is released at once in the
+    /// background, so no acquisition is orphaned until its TTL.
     pub async fn acquire(&self) -> Result<Guard> {
         self.acquire_observing(|_| {}).await
     }
 
     /// Like [`acquire`](Lock::acquire), but gives up with [`Error::Timeout`] after
     /// `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Lock::acquire): giving up or dropping the future leaves
+    /// nothing held.
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Guard> {
         tokio::time::timeout(timeout, self.acquire())
             .await

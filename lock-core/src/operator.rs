@@ -72,6 +72,10 @@ impl Locks {
     }
 
     /// Who holds the lock `name` now, or `None` if it is free.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropping the future drops the request and changes nothing.
     pub async fn holder(&self, name: &str) -> Result<Option<LockInfo>> {
         self.holder_of(&LockName::new(name)?).await
     }
@@ -86,6 +90,10 @@ impl Locks {
     /// ones where the backend keeps a record of them (Kubernetes). A record that cannot
     /// be read is listed with its error, not fatal. [`Error::Unsupported`](crate::Error)
     /// where the backend cannot list.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropping the future drops the request and changes nothing.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         Request::new("list", prefix, &self.timing)
             .send(self.backend.list(prefix))
@@ -98,6 +106,11 @@ impl Locks {
     /// reports the loss at its next renewal; unlike [`break_lock`](Locks::break_lock),
     /// no newer token is issued, so stores fenced by a high-water mark reject the old
     /// holder only once the next holder has written.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the request; one that already reached the server may
+    /// still have released the lock. Look again with [`holder`](Locks::holder).
     pub async fn release_holder(&self, name: &str, holder: &str) -> Result<Release> {
         self.release_holder_of(&LockName::new(name)?, holder).await
     }
@@ -109,7 +122,8 @@ impl Locks {
     }
 
     /// Forcibly frees the lock `name`, whoever holds it, taking it once as `identity`
-    /// so that a newer token is issued: see [`Lock::break_lock`].
+    /// so that a newer token is issued: see [`Lock::break_lock`], also for what
+    /// dropping the future does.
     pub async fn break_lock(&self, name: &str, identity: &str) -> Result<Broken> {
         self.lock(name, identity)?.break_lock().await
     }

@@ -131,7 +131,11 @@ impl Validity {
     }
 
     /// Resolves once the server asks this holder to hand the lock over; never, if it
-    /// does not. Cancel-safe.
+    /// does not.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits; dropping it changes nothing.
     pub async fn hand_over(&self) {
         let mut status = self.status.subscribe();
         // The sender lives in `self`, so waiting cannot fail.
@@ -169,6 +173,11 @@ impl Validity {
     /// Resolves when the lock can no longer be trusted, at the latest at the deadline,
     /// whether or not the renewal task has run: strictly before any other contender can
     /// acquire the lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits; dropping it changes nothing, and it can be called
+    /// again as often as you like.
     pub async fn lost(&self) -> LossReason {
         let mut status = self.status.subscribe();
         loop {
