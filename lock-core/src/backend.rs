@@ -135,6 +135,14 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// A backend shows as its type's name only: its client and connections are not part of
+/// what a lock or guard shows.
+impl std::fmt::Debug for dyn Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Backend")
+    }
+}
+
 #[async_trait]
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {

@@ -63,6 +63,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 ///     .await?;
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct LeaderElector {
     lock: Lock,
     state: watch::Sender<LeaderState>,
@@ -70,15 +71,6 @@ pub struct LeaderElector {
     shutdown: CancellationToken,
     drain_timeout: Duration,
     health_grace: Duration,
-}
-
-impl std::fmt::Debug for LeaderElector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderElector")
-            .field("lock", &self.lock)
-            .field("state", &*self.state.borrow())
-            .finish_non_exhaustive()
-    }
 }
 
 /// Handed to the work of a leader: its token, its validity, and the drain signal.

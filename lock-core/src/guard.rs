@@ -36,20 +36,13 @@ use crate::{
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct Guard {
     validity: Validity,
     backend: Arc<dyn Backend>,
     lease: Arc<Mutex<Lease>>,
     renewal: Option<Renewal>,
     timing: Timing,
-}
-
-impl std::fmt::Debug for Guard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard")
-            .field("validity", &self.validity)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Guard {

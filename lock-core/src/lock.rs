@@ -32,22 +32,12 @@ use crate::{
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Lock {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) name: LockName,
     pub(crate) identity: Arc<str>,
     pub(crate) timing: Timing,
-}
-
-impl std::fmt::Debug for Lock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lock")
-            .field("name", &self.name)
-            .field("identity", &self.identity)
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Builds a [`Lock`]; see [`Lock::builder`].

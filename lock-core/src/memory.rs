@@ -85,6 +85,13 @@ impl Slot {
     fn notify(&self) {
         self.changed.send_modify(|version| *version += 1);
     }
+
+    /// Frees the lock and wakes its waiters.
+    fn free(&mut self) -> Release {
+        self.record = None;
+        self.notify();
+        Release::Released
+    }
 }
 
 impl Record {
@@ -160,9 +167,7 @@ impl Backend for MemoryBackend {
             if !slot.is_ours(lease, now) {
                 return Release::NotHeld;
             }
-            slot.record = None;
-            slot.notify();
-            Release::Released
+            slot.free()
         }))
     }
 
@@ -177,9 +182,7 @@ impl Backend for MemoryBackend {
             if slot.live(now).is_none_or(|record| record.holder != holder) {
                 return Release::NotHeld;
             }
-            slot.record = None;
-            slot.notify();
-            Release::Released
+            slot.free()
         }))
     }
 

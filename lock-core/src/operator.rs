@@ -34,18 +34,10 @@ use crate::{
 /// assert_eq!(guard.lost().await, LossReason::Taken);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Locks {
     backend: Arc<dyn Backend>,
     timing: Timing,
-}
-
-impl std::fmt::Debug for Locks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Locks")
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Locks {

@@ -22,6 +22,7 @@ use crate::{
 };
 
 /// A running renewal task.
+#[derive(Debug)]
 pub(crate) struct Renewal {
     stop: CancellationToken,
     task: JoinHandle<()>,

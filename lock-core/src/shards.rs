@@ -63,25 +63,30 @@ pub struct ElectedShards {
 }
 
 struct Inner {
+    options: Options,
+    rebalance_every: Duration,
+    held: Mutex<BTreeMap<u32, Guard>>,
+    owned: watch::Sender<BTreeSet<u32>>,
+    shutdown: CancellationToken,
+}
+
+/// What a member is built with.
+struct Options {
     backend: Arc<dyn Backend>,
     group: String,
     identity: String,
     shards: u32,
     max_members: u32,
     timing: Timing,
-    rebalance_every: Duration,
     drain: Duration,
-    held: Mutex<BTreeMap<u32, Guard>>,
-    owned: watch::Sender<BTreeSet<u32>>,
-    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for ElectedShards {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ElectedShards")
-            .field("group", &self.inner.group)
-            .field("identity", &self.inner.identity)
-            .field("shards", &self.inner.shards)
+            .field("group", &self.inner.options.group)
+            .field("identity", &self.inner.options.identity)
+            .field("shards", &self.inner.options.shards)
             .field("owned", &*self.inner.owned.borrow())
             .finish_non_exhaustive()
     }
@@ -90,26 +95,20 @@ impl std::fmt::Debug for ElectedShards {
 /// Builds [`ElectedShards`]; see [`ElectedShards::builder`].
 #[must_use]
 pub struct ElectedShardsBuilder {
-    backend: Arc<dyn Backend>,
-    group: String,
-    identity: String,
-    shards: u32,
-    max_members: u32,
-    timing: Timing,
+    options: Options,
     rebalance_every: Option<Duration>,
-    drain: Duration,
 }
 
 impl ElectedShardsBuilder {
     /// The timing of every member and shard lock (default: [`Timing::default`]).
     pub fn timing(mut self, timing: Timing) -> Self {
-        self.timing = timing;
+        self.options.timing = timing;
         self
     }
 
     /// How many members the group can have (default: [`DEFAULT_MAX_MEMBERS`]).
     pub fn max_members(mut self, max_members: u32) -> Self {
-        self.max_members = max_members;
+        self.options.max_members = max_members;
         self
     }
 
@@ -123,7 +122,7 @@ impl ElectedShardsBuilder {
     /// How long a shard given up stays held after it left [`owned`](ElectedShards::owned),
     /// so that its work drains (default: none).
     pub fn drain(mut self, drain: Duration) -> Self {
-        self.drain = drain;
+        self.options.drain = drain;
         self
     }
 
@@ -132,18 +131,21 @@ impl ElectedShardsBuilder {
         let invalid = |reason: &str| Error::InvalidOption {
             reason: reason.to_owned(),
         };
-        if self.shards == 0 || self.max_members == 0 {
+        if self.options.shards == 0 || self.options.max_members == 0 {
             return Err(invalid(
                 "elected shards need at least one shard and one member slot",
             ));
         }
         // The names of the last shard and member slot must be valid lock names.
-        LockName::new(shard_name(&self.group, self.shards - 1))?;
-        LockName::new(member_name(&self.group, self.max_members - 1))?;
-        self.timing.validate()?;
-        let rebalance_every = self
-            .rebalance_every
-            .unwrap_or_else(|| (self.timing.renew_interval() / 10).min(Duration::from_secs(1)));
+        LockName::new(shard_name(&self.options.group, self.options.shards - 1))?;
+        LockName::new(member_name(
+            &self.options.group,
+            self.options.max_members - 1,
+        ))?;
+        self.options.timing.validate()?;
+        let rebalance_every = self.rebalance_every.unwrap_or_else(|| {
+            (self.options.timing.renew_interval() / 10).min(Duration::from_secs(1))
+        });
         if rebalance_every.is_zero() {
             return Err(Error::InvalidTiming {
                 reason: "the rebalance interval must be greater than zero".to_owned(),
@@ -151,14 +153,8 @@ impl ElectedShardsBuilder {
         }
         Ok(ElectedShards {
             inner: Arc::new(Inner {
-                backend: self.backend,
-                group: self.group,
-                identity: self.identity,
-                shards: self.shards,
-                max_members: self.max_members,
-                timing: self.timing,
+                options: self.options,
                 rebalance_every,
-                drain: self.drain,
                 held: Mutex::default(),
                 owned: watch::Sender::new(BTreeSet::new()),
                 shutdown: CancellationToken::new(),
@@ -198,14 +194,16 @@ impl ElectedShards {
         shards: u32,
     ) -> ElectedShardsBuilder {
         ElectedShardsBuilder {
-            backend: Arc::new(backend),
-            group: group.into(),
-            identity: identity.into(),
-            shards,
-            max_members: DEFAULT_MAX_MEMBERS,
-            timing: Timing::default(),
+            options: Options {
+                backend: Arc::new(backend),
+                group: group.into(),
+                identity: identity.into(),
+                shards,
+                max_members: DEFAULT_MAX_MEMBERS,
+                timing: Timing::default(),
+                drain: Duration::ZERO,
+            },
             rebalance_every: None,
-            drain: Duration::ZERO,
         }
     }
 
@@ -243,7 +241,7 @@ impl ElectedShards {
 
     /// The shard of `key` in this group.
     pub fn shard_of(&self, key: &str) -> u32 {
-        shard_of(key, self.inner.shards)
+        shard_of(key, self.inner.options.shards)
     }
 
     /// The fencing token of `shard`, while this member owns it.
@@ -283,7 +281,7 @@ impl ElectedShards {
             let Some((slot, membership)) = self.join().await? else {
                 return Ok(());
             };
-            tracing::info!(group = %inner.group, identity = %inner.identity, slot, "joined");
+            tracing::info!(group = %inner.options.group, identity = %inner.options.identity, slot, "joined");
             while !inner.shutdown.is_cancelled() && membership.is_valid() {
                 if let Err(error) = self.rebalance(slot).await {
                     if !error.is_transient() {
@@ -303,7 +301,7 @@ impl ElectedShards {
                 return Ok(());
             }
             tracing::warn!(
-                group = %inner.group, identity = %inner.identity, slot,
+                group = %inner.options.group, identity = %inner.options.identity, slot,
                 reason = %membership.validity().loss().map(|r| r.to_string()).unwrap_or_default(),
                 "lost the member slot; giving up the shards and joining again"
             );
@@ -319,9 +317,9 @@ impl ElectedShards {
     async fn join(&self) -> Result<Option<(u32, Guard)>> {
         let inner = &self.inner;
         loop {
-            for slot in 0..inner.max_members {
+            for slot in 0..inner.options.max_members {
                 match self
-                    .lock(&member_name(&inner.group, slot))?
+                    .lock(&member_name(&inner.options.group, slot))?
                     .try_acquire()
                     .await
                 {
@@ -340,11 +338,11 @@ impl ElectedShards {
 
     fn lock(&self, name: &str) -> Result<Lock> {
         Lock::builder(
-            self.inner.backend.clone(),
+            self.inner.options.backend.clone(),
             name,
-            self.inner.identity.clone(),
+            self.inner.options.identity.clone(),
         )
-        .timing(self.inner.timing)
+        .timing(self.inner.options.timing)
         .build()
     }
 
@@ -354,14 +352,18 @@ impl ElectedShards {
         let inner = &self.inner;
         self.forget_lost();
         let mut live = Vec::new();
-        for other in 0..inner.max_members {
-            if other == slot || self.is_live(&member_name(&inner.group, other)).await? {
+        for other in 0..inner.options.max_members {
+            if other == slot
+                || self
+                    .is_live(&member_name(&inner.options.group, other))
+                    .await?
+            {
                 live.push(other);
             }
         }
         let rank = u32::try_from(live.iter().position(|s| *s == slot).unwrap_or(0)).unwrap_or(0);
         let members = u32::try_from(live.len()).unwrap_or(u32::MAX);
-        let target = fair_share(inner.shards, members, rank);
+        let target = fair_share(inner.options.shards, members, rank);
 
         self.forget_lost();
         let mut owned = self.held_shards();
@@ -369,22 +371,25 @@ impl ElectedShards {
         // known expired as soon as its TTL has passed (Kubernetes judges expiry by each
         // contender's own observation of the record).
         let mut taken_by_others = BTreeSet::new();
-        for shard in (0..inner.shards).filter(|shard| !owned.contains(shard)) {
-            if self.is_live(&shard_name(&inner.group, shard)).await? {
+        for shard in (0..inner.options.shards).filter(|shard| !owned.contains(shard)) {
+            if self
+                .is_live(&shard_name(&inner.options.group, shard))
+                .await?
+            {
                 taken_by_others.insert(shard);
             }
         }
-        let start = first_shard(rank, inner.shards, members);
-        for offset in 0..inner.shards {
+        let start = first_shard(rank, inner.options.shards, members);
+        for offset in 0..inner.options.shards {
             if owned.len() >= target as usize {
                 break;
             }
-            let shard = (start + offset) % inner.shards;
+            let shard = (start + offset) % inner.options.shards;
             if owned.contains(&shard) || taken_by_others.contains(&shard) {
                 continue;
             }
             match self
-                .lock(&shard_name(&inner.group, shard))?
+                .lock(&shard_name(&inner.options.group, shard))?
                 .try_acquire()
                 .await
             {
@@ -447,7 +452,11 @@ impl ElectedShards {
             .filter(|(_, guard)| guard.is_valid())
             .map(|(shard, _)| *shard)
             .collect();
-        crate::metrics::shards_owned(&self.inner.group, &self.inner.identity, owned.len());
+        crate::metrics::shards_owned(
+            &self.inner.options.group,
+            &self.inner.options.identity,
+            owned.len(),
+        );
         self.inner.owned.send_if_modified(|current| {
             let changed = *current != owned;
             *current = owned;
@@ -461,9 +470,13 @@ impl ElectedShards {
             for shard in shards {
                 owned.remove(shard);
             }
-            crate::metrics::shards_owned(&self.inner.group, &self.inner.identity, owned.len());
+            crate::metrics::shards_owned(
+                &self.inner.options.group,
+                &self.inner.options.identity,
+                owned.len(),
+            );
         });
-        sleep(self.inner.drain).await;
+        sleep(self.inner.options.drain).await;
         let guards: Vec<Guard> = {
             let mut held = self
                 .inner
@@ -507,7 +520,11 @@ impl ElectedShards {
                 inner.owned.send_if_modified(|owned| {
                     let removed = owned.remove(&shard);
                     if removed {
-                        crate::metrics::shards_owned(&inner.group, &inner.identity, owned.len());
+                        crate::metrics::shards_owned(
+                            &inner.options.group,
+                            &inner.options.identity,
+                            owned.len(),
+                        );
                     }
                     removed
                 });
@@ -523,7 +540,7 @@ impl ElectedShards {
         if let Some(membership) = membership {
             let _ = membership.release().await;
         }
-        tracing::info!(group = %self.inner.group, identity = %self.inner.identity, "left");
+        tracing::info!(group = %self.inner.options.group, identity = %self.inner.options.identity, "left");
     }
 }
 
@@ -539,7 +556,7 @@ impl Drop for LeaveOnDrop<'_> {
             owned.clear();
             changed
         });
-        crate::metrics::shards_owned(&inner.group, &inner.identity, 0);
+        crate::metrics::shards_owned(&inner.options.group, &inner.options.identity, 0);
         let held = std::mem::take(&mut *inner.held.lock().unwrap_or_else(PoisonError::into_inner));
         drop(held);
     }

@@ -47,9 +47,7 @@ pub struct EtcdBackend {
 
 impl std::fmt::Debug for EtcdBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdBackend")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        write!(f, "EtcdBackend {{ prefix: {:?}, .. }}", self.prefix)
     }
 }
 

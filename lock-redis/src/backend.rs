@@ -38,9 +38,7 @@ pub struct RedisBackend {
 
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBackend")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        write!(f, "RedisBackend {{ prefix: {:?}, .. }}", self.prefix)
     }
 }
 
