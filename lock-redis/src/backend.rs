@@ -92,6 +92,25 @@ impl RedisBackend {
     pub fn connection(&self) -> ConnectionManager {
         self.connection.clone()
     }
+
+    /// Releases `name` if its value matches `matching` by `by` (`token` or `holder`):
+    /// the one release script.
+    async fn release_matching(&self, name: &LockName, by: &str, matching: &str) -> Result<Release> {
+        let keys = self.keys(name);
+        let released: i64 = scripts::RELEASE
+            .key(&keys.lock)
+            .key(&keys.channel)
+            .arg(by)
+            .arg(matching)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| lock_error(e, name.as_str(), "release the lock"))?;
+        Ok(if released == 1 {
+            Release::Released
+        } else {
+            Release::NotHeld
+        })
+    }
 }
 
 /// The prefix of the value written by the acquisition that got `token`.
@@ -199,35 +218,12 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
-        let keys = self.keys(&lease.name);
-        let released: i64 = scripts::RELEASE
-            .key(&keys.lock)
-            .key(&keys.channel)
-            .arg(acquisition(lease.token))
-            .invoke_async(&mut self.connection.clone())
+        self.release_matching(&lease.name, "token", &acquisition(lease.token))
             .await
-            .map_err(|e| lock_error(e, lease.name.as_str(), "release the lock"))?;
-        Ok(if released == 1 {
-            Release::Released
-        } else {
-            Release::NotHeld
-        })
     }
 
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
-        let keys = self.keys(name);
-        let released: i64 = scripts::RELEASE_HOLDER
-            .key(&keys.lock)
-            .key(&keys.channel)
-            .arg(holder)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(|e| lock_error(e, name.as_str(), "release the lock"))?;
-        Ok(if released == 1 {
-            Release::Released
-        } else {
-            Release::NotHeld
-        })
+        self.release_matching(name, "holder", holder).await
     }
 
     /// SCANs for the lock keys under the prefix (never KEYS, which blocks the server),

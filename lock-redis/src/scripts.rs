@@ -55,32 +55,23 @@ return 0
     )
 });
 
-/// Deletes the lock if it is still our acquisition, and tells the waiters.
+/// Deletes the lock if it is ours, and tells the waiters: ours by acquisition (ARGV
+/// `token`, `v1:<token>:`, for a holder's own release) or by holder (ARGV `holder`,
+/// the identity, whichever acquisition it is: an operator's release).
 ///
-/// KEYS: lock, channel. ARGV: `v1:<token>:`. Returns 1 if released, 0 if not ours.
+/// KEYS: lock, channel. ARGV: `token` or `holder`, then what to match. Returns 1 if
+/// released, 0 if not ours.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[2], 'released')
-  return 1
+local ours = false
+if held and ARGV[1] == 'token' then
+  ours = string.sub(held, 1, #ARGV[2]) == ARGV[2]
+elseif held and ARGV[1] == 'holder' then
+  ours = string.match(held, '^v1:%d+:%d+:(.*)$') == ARGV[2]
 end
-return 0
-",
-    )
-});
-
-/// Deletes the lock if the given holder holds it (whichever acquisition), and tells the
-/// waiters.
-///
-/// KEYS: lock, channel. ARGV: holder. Returns 1 if released, 0 if not held by it.
-pub(crate) static RELEASE_HOLDER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local held = redis.call('GET', KEYS[1])
-if held and string.match(held, '^v1:%d+:%d+:(.*)$') == ARGV[1] then
+if ours then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', KEYS[2], 'released')
   return 1
