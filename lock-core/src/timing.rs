@@ -56,32 +56,6 @@ impl Timing {
         }
     }
 
-    /// Sets the time between renewals (default: ttl / 3).
-    pub const fn with_renew_interval(mut self, interval: Duration) -> Self {
-        self.renew_interval = Some(interval);
-        self
-    }
-
-    /// Sets how much sooner than the TTL the holder stops trusting its lock
-    /// (default: ttl / 100 + 2 ms).
-    pub const fn with_drift_margin(mut self, margin: Duration) -> Self {
-        self.drift_margin = Some(margin);
-        self
-    }
-
-    /// Sets the bound on one server request (default: the renew interval).
-    pub const fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = Some(timeout);
-        self
-    }
-
-    /// Sets how often a waiter looks again when its backend cannot notify it
-    /// (default: the renew interval).
-    pub const fn with_poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = Some(interval);
-        self
-    }
-
     /// How long the lock outlives its last renewal.
     pub const fn ttl(&self) -> Duration {
         self.ttl
@@ -92,10 +66,23 @@ impl Timing {
         self.renew_interval.unwrap_or(self.ttl / 3)
     }
 
+    /// Sets the time between renewals (default: ttl / 3).
+    pub const fn with_renew_interval(mut self, interval: Duration) -> Self {
+        self.renew_interval = Some(interval);
+        self
+    }
+
     /// How much sooner than the TTL the holder gives up.
     pub fn drift_margin(&self) -> Duration {
         self.drift_margin
             .unwrap_or(self.ttl / 100 + Duration::from_millis(2))
+    }
+
+    /// Sets how much sooner than the TTL the holder stops trusting its lock
+    /// (default: ttl / 100 + 2 ms).
+    pub const fn with_drift_margin(mut self, margin: Duration) -> Self {
+        self.drift_margin = Some(margin);
+        self
     }
 
     /// Bound on one server request.
@@ -103,9 +90,22 @@ impl Timing {
         self.request_timeout.unwrap_or(self.renew_interval())
     }
 
+    /// Sets the bound on one server request (default: the renew interval).
+    pub const fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
     /// How often a waiter looks again without a notification.
     pub fn poll_interval(&self) -> Duration {
         self.poll_interval.unwrap_or(self.renew_interval())
+    }
+
+    /// Sets how often a waiter looks again when its backend cannot notify it
+    /// (default: the renew interval).
+    pub const fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
     }
 
     /// How long a guard trusts an acquisition or renewal, counted from when its request
