@@ -53,18 +53,70 @@ pub async fn fenced_txn(
     })
 }
 
-/// Puts `value` at `key` only if `token` is not below the highest token a fenced put to
-/// `key` has presented, raising that mark (kept at `key` + [`MARK_SUFFIX`]) in the same
-/// transaction: for stores written outside the lock's lifetime.
+/// Puts `value` at `key` only if `token` is not below the highest token a fenced write
+/// to `key` has presented, raising that mark (kept at `key` + [`MARK_SUFFIX`]) in the
+/// same transaction: for stores written outside the lock's lifetime. A former holder
+/// gets [`Error::StaleToken`] and changes nothing.
+///
+/// ```no_run
+/// use lock_etcd::fenced_put;
+///
+/// # async fn run(client: etcd_client::Client, guard: lock_core::Guard) -> lock_core::Result<()> {
+/// fenced_put(&client, "reports/nightly", "done", guard.token()).await?;
+/// # Ok(()) }
+/// ```
 pub async fn fenced_put(
     client: &Client,
     key: &str,
     value: impl Into<Vec<u8>>,
     token: FencingToken,
 ) -> Result<(), Error> {
+    fenced(
+        client,
+        key,
+        TxnOp::put(key, value, None),
+        token,
+        "run a fenced put",
+    )
+    .await
+}
+
+/// Deletes `key` only if `token` is not below the highest token a fenced write to `key`
+/// has presented, raising that mark in the same transaction. The mark outlives the key,
+/// so a former holder can neither delete a newer holder's value nor create the key
+/// again with [`fenced_put`] after a newer holder deleted it: both are
+/// [`Error::StaleToken`].
+///
+/// ```no_run
+/// use lock_etcd::fenced_delete;
+///
+/// # async fn run(client: etcd_client::Client, guard: lock_core::Guard) -> lock_core::Result<()> {
+/// fenced_delete(&client, "reports/nightly", guard.token()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn fenced_delete(client: &Client, key: &str, token: FencingToken) -> Result<(), Error> {
+    fenced(
+        client,
+        key,
+        TxnOp::delete(key, None),
+        token,
+        "run a fenced delete",
+    )
+    .await
+}
+
+/// Runs `write` on `key` and raises its mark to `token`, in one transaction, unless the
+/// mark is above `token`: the one fenced write on a mark.
+async fn fenced(
+    client: &Client,
+    key: &str,
+    write: TxnOp,
+    token: FencingToken,
+    what: &str,
+) -> Result<(), Error> {
     let mark_key = format!("{key}{MARK_SUFFIX}");
     let mark = encode(token);
-    // A compare on a missing key's value is false, so the first put always applies.
+    // A compare on a missing key's value is false, so the first write always applies.
     let txn = Txn::new()
         .when([Compare::value(
             mark_key.as_str(),
@@ -72,15 +124,12 @@ pub async fn fenced_put(
             mark.as_str(),
         )])
         .and_then([TxnOp::get(mark_key.as_str(), None)])
-        .or_else([
-            TxnOp::put(key, value, None),
-            TxnOp::put(mark_key.as_str(), mark.as_str(), None),
-        ]);
+        .or_else([write, TxnOp::put(mark_key.as_str(), mark.as_str(), None)]);
     let response = client
         .clone()
         .txn(txn)
         .await
-        .map_err(|e| lock_error(e, "run a fenced put"))?;
+        .map_err(|e| lock_error(e, what))?;
     if !response.succeeded() {
         return Ok(());
     }

@@ -47,9 +47,10 @@
 //! # Fenced writes
 //!
 //! [`fenced_txn`] runs your operations in a transaction guarded by the lock key's
-//! `create_revision`, atomic with ownership. [`fenced_put`] compares and raises a
-//! per-key high-water mark, for stores written outside the lock's lifetime. A stale token
-//! gets [`StaleToken`].
+//! `create_revision`, atomic with ownership. [`fenced_put`] and [`fenced_delete`]
+//! compare and raise a per-key high-water mark, for stores written outside the lock's
+//! lifetime; the mark outlives a deleted key, so a former holder cannot create it again.
+//! A stale token gets [`StaleToken`].
 //!
 //! [`Unsupported`]: lock_core::Error::Unsupported
 //! [`StaleToken`]: lock_core::Error::StaleToken
@@ -60,4 +61,4 @@ mod fenced;
 mod record;
 
 pub use backend::{DEFAULT_PREFIX, EtcdBackend};
-pub use fenced::{MARK_SUFFIX, fenced_put, fenced_txn};
+pub use fenced::{MARK_SUFFIX, fenced_delete, fenced_put, fenced_txn};

@@ -6,7 +6,7 @@ use etcd_client::{GetOptions, TxnOp};
 use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
 };
-use lock_etcd::{EtcdBackend, fenced_put, fenced_txn};
+use lock_etcd::{EtcdBackend, fenced_delete, fenced_put, fenced_txn};
 use lock_tests::{Etcd, Proxy, put_foreign};
 use tokio::time::{Instant, sleep};
 
@@ -356,4 +356,41 @@ async fn an_unreachable_etcd_is_a_transient_error() {
         }
         other => panic!("expected a transient backend error, got {other:?}"),
     }
+}
+
+/// A fenced delete is a fenced write: a former holder cannot delete what a newer holder
+/// wrote, and once a newer holder deleted the key, the former holder cannot create it
+/// again (the mark outlives the key). The recorded mark never goes down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_delete_rejects_a_former_holder_and_keeps_it_from_recreating_the_key() {
+    let mut client = Etcd::shared().await.client().await;
+    let key = unique_name("deleted");
+    let (stale, newer) = (FencingToken::new(7), FencingToken::new(8));
+    fenced_put(&client, &key, "from 7", stale)
+        .await
+        .expect("first write");
+    fenced_put(&client, &key, "from 8", newer)
+        .await
+        .expect("newer write");
+    let stale_delete = fenced_delete(&client, &key, stale).await;
+    assert!(
+        matches!(stale_delete, Err(Error::StaleToken { presented, current }) if (presented, current) == (stale, newer)),
+        "{stale_delete:?}"
+    );
+    let value = client.get(key.as_str(), None).await.expect("get");
+    assert_eq!(
+        value.kvs().first().map(|kv| kv.value()),
+        Some(&b"from 8"[..])
+    );
+
+    fenced_delete(&client, &key, newer)
+        .await
+        .expect("the newer holder deletes");
+    let recreate = fenced_put(&client, &key, "from 7 again", stale).await;
+    assert!(
+        matches!(recreate, Err(Error::StaleToken { .. })),
+        "{recreate:?}"
+    );
+    let value = client.get(key.as_str(), None).await.expect("get");
+    assert!(value.kvs().is_empty(), "the deleted key stays deleted");
 }

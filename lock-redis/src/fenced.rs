@@ -66,14 +66,51 @@ pub async fn fenced_set<C: ConnectionLike + Send>(
     value: impl ToRedisArgs + Send + Sync,
     token: FencingToken,
 ) -> Result<(), Error> {
-    let (written, mark): (i64, String) = scripts::FENCED_SET
+    fenced(connection, key, token, Some(value), "run a fenced set").await
+}
+
+/// Deletes `key` only if `token` is not below the highest token a fenced write of `key`
+/// has presented, raising that mark in the same step. The mark outlives the key, so a
+/// former holder can neither delete a newer holder's value nor set the key again after
+/// a newer holder deleted it: both are [`Error::StaleToken`].
+///
+/// ```no_run
+/// use lock_redis::{RedisBackend, fenced_delete};
+///
+/// # async fn run(backend: RedisBackend, guard: lock_core::Guard) -> lock_core::Result<()> {
+/// fenced_delete(&mut backend.connection(), "report", guard.token()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn fenced_delete<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    token: FencingToken,
+) -> Result<(), Error> {
+    fenced(connection, key, token, None::<&str>, "run a fenced delete").await
+}
+
+/// Sets `key` to `value` (or deletes it, without one) for `token`: the one fenced write
+/// on a mark.
+async fn fenced<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    token: FencingToken,
+    value: Option<impl ToRedisArgs + Send + Sync>,
+    what: &str,
+) -> Result<(), Error> {
+    let mut script = scripts::FENCED_WRITE.prepare_invoke();
+    script
         .key(key)
         .key(mark_key(key)?)
-        .arg(value)
-        .arg(format!("{:020}", token.get()))
+        .arg(format!("{:020}", token.get()));
+    match &value {
+        Some(value) => script.arg("set").arg(value),
+        None => script.arg("del"),
+    };
+    let (written, mark): (i64, String) = script
         .invoke_async(connection)
         .await
-        .map_err(|e| lock_error(e, key, "run a fenced set"))?;
+        .map_err(|e| lock_error(e, key, what))?;
     if written == 1 {
         return Ok(());
     }

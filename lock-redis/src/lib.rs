@@ -52,7 +52,9 @@
 //! TTLs are sent in whole milliseconds, rounded up, so the server never holds a lock for
 //! less than the guard trusts it.
 //!
-//! [`fenced_set`] sets a key only if its token is not below the key's high-water mark.
+//! [`fenced_set`] sets a key, and [`fenced_delete`] deletes one, only if its token is not
+//! below the key's high-water mark; the mark outlives a deleted key, so a former holder
+//! cannot create it again.
 
 mod backend;
 mod error;
@@ -61,4 +63,4 @@ mod scripts;
 mod subscriber;
 
 pub use backend::{DEFAULT_PREFIX, RedisBackend};
-pub use fenced::{MARK_SUFFIX, fenced_set, mark_key};
+pub use fenced::{MARK_SUFFIX, fenced_delete, fenced_set, mark_key};

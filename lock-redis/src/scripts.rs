@@ -96,21 +96,26 @@ return {1, held, redis.call('PTTL', KEYS[1])}
     )
 });
 
-/// Sets a key only if the presented token is not below the key's high-water mark, and
-/// raises the mark in the same step. Tokens are compared as 20 zero-padded digits.
+/// Sets (ARGV `set`) or deletes (ARGV `del`) a key only if the presented token is not
+/// below the key's high-water mark, and raises the mark in the same step; the mark
+/// outlives a deleted key. Tokens are compared as 20 zero-padded digits.
 ///
-/// KEYS: key, mark. ARGV: value, token (padded). Returns `{1, mark}` when written,
-/// `{0, mark}` when the token is stale.
-pub(crate) static FENCED_SET: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: key, mark. ARGV: token (padded), `set` or `del`, value (for `set`). Returns
+/// `{1, mark}` when written, `{0, mark}` when the token is stale.
+pub(crate) static FENCED_WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local mark = redis.call('GET', KEYS[2])
-if mark and ARGV[2] < mark then
+if mark and ARGV[1] < mark then
   return {0, mark}
 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-return {1, ARGV[2]}
+if ARGV[2] == 'del' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return {1, ARGV[1]}
 ",
     )
 });

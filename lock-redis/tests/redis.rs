@@ -5,7 +5,7 @@ use std::time::Duration;
 use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
 };
-use lock_redis::{RedisBackend, fenced_set};
+use lock_redis::{RedisBackend, fenced_delete, fenced_set};
 use lock_tests::{Proxy, Redis};
 use redis::AsyncCommands;
 use tokio::time::Instant;
@@ -236,4 +236,44 @@ async fn an_unreachable_redis_is_a_transient_error() {
         }
         other => panic!("expected a transient error, got {other:?}"),
     }
+}
+
+/// A fenced delete is a fenced write: a former holder cannot delete what a newer holder
+/// wrote, and once a newer holder deleted the key, the former holder cannot set it
+/// again (the mark outlives the key). The recorded mark never goes down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_delete_rejects_a_former_holder_and_keeps_it_from_recreating_the_key() {
+    let redis = Redis::shared().await;
+    let mut connection = redis.connection().await;
+    let key = unique_name("deleted");
+    let (stale, newer) = (FencingToken::new(7), FencingToken::new(8));
+    fenced_set(&mut connection, &key, "from 7", stale)
+        .await
+        .expect("first write");
+    fenced_set(&mut connection, &key, "from 8", newer)
+        .await
+        .expect("newer write");
+    let stale_delete = fenced_delete(&mut connection, &key, stale).await;
+    assert!(
+        matches!(stale_delete, Err(Error::StaleToken { presented, current }) if (presented, current) == (stale, newer)),
+        "{stale_delete:?}"
+    );
+    let value: Option<String> = connection.get(&key).await.expect("get");
+    assert_eq!(value.as_deref(), Some("from 8"));
+
+    fenced_delete(&mut connection, &key, newer)
+        .await
+        .expect("the newer holder deletes");
+    let recreate = fenced_set(&mut connection, &key, "from 7 again", stale).await;
+    assert!(
+        matches!(recreate, Err(Error::StaleToken { .. })),
+        "{recreate:?}"
+    );
+    let value: Option<String> = connection.get(&key).await.expect("get");
+    assert_eq!(value, None, "the deleted key stays deleted");
+    let mark: String = connection
+        .get(lock_redis::mark_key(&key).expect("a mark key"))
+        .await
+        .expect("get the mark");
+    assert_eq!(mark.parse::<u64>().ok(), Some(newer.get()));
 }
