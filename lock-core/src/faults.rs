@@ -15,8 +15,9 @@ use crate::{
     Backend, Changes, Error, Lease, Listed, LockInfo, LockName, Release, Renew, Result, Take,
 };
 
-/// A backend wrapper that fails or stalls requests on command, as a network fault
-/// would, for tests of what the core does when renewals fail. Clones share the switches.
+/// A backend wrapper that fails, slows or stalls requests on command, as a network
+/// fault or a refusing server would, for tests of what the core does when requests are
+/// slow or fail. Clones share the switches.
 ///
 /// It fakes faults on the client side of one process; faults of real servers and
 /// networks belong to the test harness.
@@ -41,8 +42,10 @@ pub struct Faulty<B> {
 #[derive(Debug)]
 struct Switches {
     fail_renewals: AtomicBool,
+    refused: AtomicBool,
     partitioned: AtomicBool,
     frozen: watch::Sender<bool>,
+    delay: Mutex<Duration>,
     late_answers: Mutex<Duration>,
 }
 
@@ -53,8 +56,10 @@ impl<B: Backend> Faulty<B> {
             inner,
             switches: Arc::new(Switches {
                 fail_renewals: AtomicBool::new(false),
+                refused: AtomicBool::new(false),
                 partitioned: AtomicBool::new(false),
                 frozen: watch::Sender::new(false),
+                delay: Mutex::new(Duration::ZERO),
                 late_answers: Mutex::new(Duration::ZERO),
             }),
         }
@@ -63,6 +68,13 @@ impl<B: Backend> Faulty<B> {
     /// Makes every renewal fail with a transient error (or stops doing so).
     pub fn fail_renewals(&self, on: bool) {
         self.switches.fail_renewals.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every request fail with a permanent error, as a server that refuses the
+    /// client does (revoked credentials, a forbidding access policy), or stops doing so.
+    /// Nothing reaches the backend meanwhile, and the error says trying again will not help.
+    pub fn fail_permanently(&self, on: bool) {
+        self.switches.refused.store(on, Ordering::SeqCst);
     }
 
     /// Makes every request fail at once with a transient error, as a refused
@@ -77,22 +89,28 @@ impl<B: Backend> Faulty<B> {
         self.switches.frozen.send_replace(on);
     }
 
+    /// Makes every request wait `delay` before it reaches the server
+    /// (`Duration::ZERO`: off), as a slow link does: the server acts on the request
+    /// only after the delay, unlike [`answer_late`](Self::answer_late). A request
+    /// dropped meanwhile never reaches it.
+    pub fn delay(&self, delay: Duration) {
+        *setting(&self.switches.delay) = delay;
+    }
+
     /// Lets every request reach the server, then holds its answer back for `delay`
     /// (`Duration::ZERO`: off), as a slow or lost response does: a request that times
     /// out on the client may still have been carried out.
     pub fn answer_late(&self, delay: Duration) {
-        *self
-            .switches
-            .late_answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = delay;
+        *setting(&self.switches.late_answers) = delay;
     }
 
     /// Turns every fault off.
     pub fn heal(&self) {
         self.fail_renewals(false);
+        self.fail_permanently(false);
         self.partition(false);
         self.freeze(false);
+        self.delay(Duration::ZERO);
         self.answer_late(Duration::ZERO);
     }
 
@@ -101,27 +119,39 @@ impl<B: Backend> Faulty<B> {
         &self.inner
     }
 
+    /// The way of a request to the server: delayed, frozen, refused by the network or
+    /// by the server, in that order.
     async fn network(&self) -> Result<()> {
+        sleep_for(&self.switches.delay).await;
         let mut frozen = self.switches.frozen.subscribe();
         // The sender lives in `self`, so waiting cannot fail.
         let _ = frozen.wait_for(|frozen| !frozen).await;
         if self.switches.partitioned.load(Ordering::SeqCst) {
             return Err(Error::transient("injected fault: connection refused"));
         }
+        if self.switches.refused.load(Ordering::SeqCst) {
+            return Err(Error::permanent("injected fault: forbidden"));
+        }
         Ok(())
     }
 
     /// Holds `answer` back while late answers are on.
     async fn answer<T>(&self, answer: T) -> T {
-        let delay = *self
-            .switches
-            .late_answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        sleep_for(&self.switches.late_answers).await;
         answer
+    }
+}
+
+/// The duration a switch holds, to read or set.
+fn setting(duration: &Mutex<Duration>) -> std::sync::MutexGuard<'_, Duration> {
+    duration.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sleeps for the duration a switch holds now, if any.
+async fn sleep_for(switch: &Mutex<Duration>) {
+    let duration = *setting(switch);
+    if !duration.is_zero() {
+        tokio::time::sleep(duration).await;
     }
 }
 

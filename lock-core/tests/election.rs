@@ -114,9 +114,9 @@ async fn work_that_ignores_the_drain_signal_is_cancelled_after_the_drain_timeout
         }
     }
 
-    let recorder = Recorder::new(MemoryBackend::new());
+    let server = MemoryBackend::new();
     let drain = Duration::from_secs(2);
-    let lock = Lock::builder(recorder.clone(), "leader", "stubborn")
+    let lock = Lock::builder(server.clone(), "leader", "stubborn")
         .timing(Timing::new(TTL))
         .build()
         .expect("valid");
@@ -145,7 +145,7 @@ async fn work_that_ignores_the_drain_signal_is_cancelled_after_the_drain_timeout
     let cancelled_at = dropped_rx.await.expect("the work is dropped");
     assert_eq!(cancelled_at - shutdown_at, drain);
     running.await.expect("ran").expect("returns Ok");
-    let next = Lock::new(recorder, "leader", "next")
+    let next = Lock::new(server, "leader", "next")
         .expect("valid")
         .try_acquire()
         .await;
@@ -251,14 +251,15 @@ async fn dropping_a_leading_run_future_leaves_it_stopped_healthy_and_released() 
 
 #[tokio::test(start_paused = true)]
 async fn health_stays_true_while_renewals_are_slow_but_succeed() {
-    let recorder = Recorder::new(MemoryBackend::new());
+    let faulty = Faulty::new(MemoryBackend::new());
+    let recorder = Recorder::new(faulty.clone());
     let leader = elector(recorder.clone(), "leader");
     let health = leader.health();
     let running = run(&leader);
     sleep(Duration::from_millis(1)).await;
-    // Each renewal takes 4 s of the 5 s renew interval (the request timeout): slow, but
-    // every one succeeds and the lock is never at risk.
-    recorder.set_renew_latency(Duration::from_secs(4));
+    // Each renewal takes 4 s of the 5 s renew interval (the request timeout) to reach
+    // the server: slow, but every one succeeds and the lock is never at risk.
+    faulty.delay(Duration::from_secs(4));
     let until = Instant::now() + TTL * 3;
     while Instant::now() < until {
         assert!(leader.is_leader(), "slow renewals keep the lock");

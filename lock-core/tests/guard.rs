@@ -50,10 +50,10 @@ async fn renews_every_third_of_the_ttl_counted_from_each_request_sent() {
 
 #[tokio::test(start_paused = true)]
 async fn validity_runs_from_when_the_request_was_sent_minus_the_drift_margin() {
-    let recorder = Recorder::new(MemoryBackend::new());
-    recorder.set_latency(SECOND);
+    let faulty = Faulty::new(MemoryBackend::new());
+    faulty.delay(SECOND);
     let sent = Instant::now();
-    let guard = lock(recorder, "holder").acquire().await.expect("acquire");
+    let guard = lock(faulty, "holder").acquire().await.expect("acquire");
     let timing = Timing::new(TTL);
 
     assert_eq!(Instant::now() - sent, SECOND, "the take took one second");
@@ -96,7 +96,8 @@ async fn without_a_successful_renewal_lost_fires_exactly_at_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_renewal_request_never_outlives_the_remaining_validity() {
-    let recorder = Recorder::new(MemoryBackend::new());
+    let faulty = Faulty::new(MemoryBackend::new());
+    let recorder = Recorder::new(faulty.clone());
     // A request timeout far beyond the TTL: the remaining validity must bound it.
     let timing = Timing::new(TTL).with_request_timeout(TTL * 10);
     let lock = Lock::builder(recorder.clone(), "spec", "holder")
@@ -105,7 +106,8 @@ async fn a_renewal_request_never_outlives_the_remaining_validity() {
         .expect("valid");
     let guard = lock.acquire().await.expect("acquire");
     let deadline = guard.valid_until().expect("valid");
-    recorder.set_renew_latency(Duration::MAX);
+    // Every renewal from now on hangs.
+    faulty.freeze(true);
 
     guard.lost().await;
     sleep(SECOND).await;
@@ -154,13 +156,9 @@ async fn when_the_server_says_the_lock_is_not_ours_the_guard_ends_at_the_next_re
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_renewal_error_ends_the_guard_at_once() {
-    let recorder = Recorder::new(MemoryBackend::new());
-    let guard = lock(recorder.clone(), "holder")
-        .acquire()
-        .await
-        .expect("acquire");
-    recorder.fail_permanently();
+    let (faulty, guard) = held_through_faults().await;
     let acquired = Instant::now();
+    faulty.fail_permanently(true);
 
     match guard.lost().await {
         LossReason::Failed(message) => assert!(message.contains("forbidden"), "{message}"),

@@ -1,17 +1,18 @@
 //! A backend wrapper for the core's timing specifications: it records when each renewal
-//! was sent and ended, and can add latency or fail permanently.
+//! was sent and ended. Faults (latency, failures) come from a [`lock_core::Faulty`]
+//! inside it, so that the recorded times include them.
 #![allow(dead_code)] // each test binary uses a part of it
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
 use async_trait::async_trait;
 use lock_core::{
-    Backend, Changes, Error, Lease, LockInfo, LockName, MemoryBackend, Release, Renew, Result, Take,
+    Backend, Changes, Lease, Listed, LockInfo, LockName, Release, Renew, Result, Take,
 };
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 /// One renew request: when it was sent, and when it ended (answered or dropped).
 #[derive(Clone, Copy, Debug)]
@@ -21,103 +22,68 @@ pub struct Request {
 }
 
 #[derive(Default)]
-struct Script {
-    latency: Duration,
-    renew_latency: Option<Duration>,
-    fail_permanently: bool,
-    hand_over: bool,
+struct Record {
     renewals: Vec<Request>,
+    hand_over: bool,
 }
 
-/// A memory backend that records renewals and follows a script.
-#[derive(Clone, Default)]
-pub struct Recorder {
-    inner: MemoryBackend,
-    script: Arc<Mutex<Script>>,
+/// A backend that records the renewals sent through it to `inner`.
+#[derive(Clone)]
+pub struct Recorder<B> {
+    inner: B,
+    record: Arc<Mutex<Record>>,
 }
 
-impl Recorder {
-    pub fn new(inner: MemoryBackend) -> Self {
+impl<B: Backend> Recorder<B> {
+    pub fn new(inner: B) -> Self {
         Self {
             inner,
-            script: Arc::default(),
+            record: Arc::default(),
         }
     }
 
-    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
-        self.script.lock().unwrap_or_else(PoisonError::into_inner)
+    fn record(&self) -> MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every request takes this long before it reaches the server.
-    pub fn set_latency(&self, latency: Duration) {
-        self.script().latency = latency;
-    }
-
-    /// Renew requests take this long (`Duration::MAX`: never answer).
-    pub fn set_renew_latency(&self, latency: Duration) {
-        self.script().renew_latency = Some(latency);
-    }
-
-    /// Renewals fail with a permanent error.
-    pub fn fail_permanently(&self) {
-        self.script().fail_permanently = true;
-    }
-
-    /// Renewals succeed but ask the holder to hand the lock over.
+    /// Answers each successful renewal from now on as the server's request to hand the
+    /// lock over ([`Renew::HandOver`]): the one answer no backend here gives on its own.
     pub fn ask_for_hand_over(&self) {
-        self.script().hand_over = true;
+        self.record().hand_over = true;
     }
 
+    /// Every renewal sent so far, in order.
     pub fn renewals(&self) -> Vec<Request> {
-        self.script().renewals.clone()
-    }
-
-    async fn delay(&self) {
-        let latency = self.script().latency;
-        sleep(latency).await;
+        self.record().renewals.clone()
     }
 }
 
 /// Marks a recorded request as ended when the request future is dropped or finishes.
-struct Ends(Arc<Mutex<Script>>, usize);
+struct Ends(Arc<Mutex<Record>>, usize);
 
 impl Drop for Ends {
     fn drop(&mut self) {
-        let mut script = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        script.renewals[self.1].ended = Some(Instant::now());
+        let mut record = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        record.renewals[self.1].ended = Some(Instant::now());
     }
 }
 
 #[async_trait]
-impl Backend for Recorder {
+impl<B: Backend> Backend for Recorder<B> {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
-        self.delay().await;
         self.inner.take(name, holder, ttl).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
-        let (index, latency, fail, hand_over) = {
-            let mut script = self.script();
-            script.renewals.push(Request {
+        let (index, hand_over) = {
+            let mut record = self.record();
+            record.renewals.push(Request {
                 sent: Instant::now(),
                 ended: None,
             });
-            let latency = script.renew_latency.unwrap_or(script.latency);
-            (
-                script.renewals.len() - 1,
-                latency,
-                script.fail_permanently,
-                script.hand_over,
-            )
+            (record.renewals.len() - 1, record.hand_over)
         };
-        let _ends = Ends(self.script.clone(), index);
-        if latency == Duration::MAX {
-            std::future::pending::<()>().await;
-        }
-        sleep(latency).await;
-        if fail {
-            return Err(Error::permanent("forbidden"));
-        }
+        let _ends = Ends(self.record.clone(), index);
         match self.inner.renew(lease).await? {
             Renew::Renewed(renewed) if hand_over => Ok(Renew::HandOver(renewed)),
             outcome => Ok(outcome),
@@ -125,7 +91,6 @@ impl Backend for Recorder {
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
-        self.delay().await;
         self.inner.release(lease).await
     }
 
@@ -135,5 +100,13 @@ impl Backend for Recorder {
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {
         self.inner.changes(name).await
+    }
+
+    async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        self.inner.release_holder(name, holder).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.inner.list(prefix).await
     }
 }
