@@ -11,12 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_core::{Error, FencedRegister, FencingToken};
+use lock_core::{Error, FencedRegister, FencingToken, Lock};
 
 use crate::{
     check::Entry,
     history::{History, Outcome, Target, Term, Write},
-    system::{Route, Store, System},
+    system::{Route, Store, System, timing},
 };
 
 /// Fenced writes per acquisition, each after a validity check.
@@ -145,8 +145,11 @@ async fn run(
     ttl: Duration,
     shared: Arc<Shared>,
 ) {
-    let identity = format!("contender-{index}");
-    let (lock, store) = system.connect(route, &name, &identity, ttl).await;
+    let (backend, store) = system.connect(route, &name).await;
+    let lock = Lock::builder(backend, &name, format!("contender-{index}"))
+        .timing(timing(ttl))
+        .build()
+        .expect("a valid lock");
     while !shared.stopped() {
         let guard = match lock.acquire_timeout(ACQUIRE_WAIT).await {
             Ok(guard) => guard,

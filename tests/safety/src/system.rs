@@ -1,10 +1,10 @@
 //! What the suite needs from a backend: locks and fenced stores for contenders, links
 //! the nemesis can cut, and control over the server.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use lock_core::{Faulty, FencingToken, Lock, MemoryBackend};
+use lock_core::{Backend, Faulty, FencingToken, MemoryBackend};
 use lock_tests::Proxy;
 
 use crate::nemesis::Nemesis;
@@ -27,6 +27,10 @@ pub enum Link {
     Memory(Faulty<MemoryBackend>),
 }
 
+/// What [`System::connect`] gives a contender: the backend for its lock, and the
+/// backend's fenced store (`None` if it has none).
+pub type Connection = (Arc<dyn Backend>, Option<Box<dyn Store>>);
+
 /// Where a contender connects: what [`Link::route`] hands to its thread.
 #[derive(Clone)]
 pub enum Route {
@@ -34,6 +38,17 @@ pub enum Route {
     Port(u16),
     /// The contender's fault switch over the in-memory backend.
     Memory(Faulty<MemoryBackend>),
+}
+
+impl Route {
+    /// The port of the contender's proxy; panics on a route to the in-memory backend,
+    /// which has no server to proxy.
+    pub fn port(self) -> u16 {
+        match self {
+            Route::Port(port) => port,
+            Route::Memory(_) => panic!("a server is reached through a proxy"),
+        }
+    }
 }
 
 impl Link {
@@ -93,15 +108,11 @@ pub trait System: Send + Sync + 'static {
     /// Prepares the fenced store of lock `name` (e.g. creates the object it writes).
     async fn prepare(&self, _name: &str) {}
 
-    /// A lock and the backend's fenced store, connected through `route`. Runs on the
-    /// contender's own runtime, so its connections stop when that runtime is paused.
-    async fn connect(
-        &self,
-        route: Route,
-        name: &str,
-        identity: &str,
-        ttl: Duration,
-    ) -> (Lock, Option<Box<dyn Store>>);
+    /// The backend for a contender's lock `name`, and the backend's fenced store of
+    /// it, connected through `route`; the contender builds the lock itself, the same
+    /// way for every system. Runs on the contender's own runtime, so its connections
+    /// stop when that runtime is paused.
+    async fn connect(&self, route: Route, name: &str) -> Connection;
 
     /// The backend's fenced store of lock `name`, connected directly, to read the end
     /// state; `None` if the backend has no store of its own.

@@ -1,17 +1,17 @@
 //! etcd: a real etcd; the fenced store is a key written with `fenced_put`.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use etcd_client::Client;
-use lock_core::{Error, FencingToken, Lock};
+use lock_core::{Error, FencingToken};
 use lock_etcd::{EtcdBackend, fenced_put};
 use lock_tests::{Etcd, Proxy};
 use tokio::sync::Mutex;
 
 use crate::{
     nemesis::Nemesis,
-    system::{Link, Route, Store, System, timing},
+    system::{Connection, Link, Route, Store, System},
 };
 
 /// An etcd of the suite's own.
@@ -88,22 +88,10 @@ impl System for EtcdSystem {
         Link::Proxy(Proxy::to_port(self.port).await)
     }
 
-    async fn connect(
-        &self,
-        route: Route,
-        name: &str,
-        identity: &str,
-        ttl: Duration,
-    ) -> (Lock, Option<Box<dyn Store>>) {
-        let Route::Port(port) = route else {
-            panic!("etcd is reached through a proxy");
-        };
-        let client = connect(port).await;
-        let lock = Lock::builder(EtcdBackend::new(client.clone()), name, identity)
-            .timing(timing(ttl))
-            .build()
-            .expect("a valid lock");
-        (lock, Some(Box::new(KeyStore::new(client, name))))
+    async fn connect(&self, route: Route, name: &str) -> Connection {
+        let client = connect(route.port()).await;
+        let store = KeyStore::new(client.clone(), name);
+        (Arc::new(EtcdBackend::new(client)), Some(Box::new(store)))
     }
 
     async fn store(&self, name: &str) -> Option<Box<dyn Store>> {

@@ -1,19 +1,19 @@
 //! Kubernetes: a real kube-apiserver (with its own etcd); the fenced store is a
 //! ConfigMap written with `fenced_update`.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, api::PostParams};
-use lock_core::{Error, FencingToken, Lock};
+use lock_core::{Error, FencingToken};
 use lock_kube::{KubeBackend, fenced_update, nodelay_client};
 use lock_tests::{Kube, Proxy};
 use tokio::sync::Mutex;
 
 use crate::{
     nemesis::Nemesis,
-    system::{Link, Route, Store, System, timing},
+    system::{Connection, Link, Route, Store, System},
 };
 
 /// A local apiserver of the suite's own.
@@ -112,30 +112,16 @@ impl System for KubeSystem {
             .expect("create the fenced ConfigMap");
     }
 
-    async fn connect(
-        &self,
-        route: Route,
-        name: &str,
-        identity: &str,
-        ttl: Duration,
-    ) -> (Lock, Option<Box<dyn Store>>) {
-        let Route::Port(port) = route else {
-            panic!("Kubernetes is reached through a proxy");
-        };
-        let client = self.client(port);
-        let lock = Lock::builder(
-            KubeBackend::new(client.clone(), &self.namespace),
-            name,
-            identity,
-        )
-        .timing(timing(ttl))
-        .build()
-        .expect("a valid lock");
+    async fn connect(&self, route: Route, name: &str) -> Connection {
+        let client = self.client(route.port());
         let store = ConfigMapStore {
-            api: Api::namespaced(client, &self.namespace),
+            api: Api::namespaced(client.clone(), &self.namespace),
             name: name.to_owned(),
         };
-        (lock, Some(Box::new(store)))
+        (
+            Arc::new(KubeBackend::new(client, &self.namespace)),
+            Some(Box::new(store)),
+        )
     }
 
     async fn store(&self, name: &str) -> Option<Box<dyn Store>> {

@@ -1,16 +1,13 @@
 //! The in-memory backend: faults by fault switches, and no server to restart.
 
-use std::{
-    sync::{Mutex, PoisonError},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use lock_core::{Faulty, Lock, MemoryBackend};
+use lock_core::{Faulty, MemoryBackend};
 
 use crate::{
     nemesis::Nemesis,
-    system::{Link, Route, Store, System, timing},
+    system::{Connection, Link, Route, Store, System},
 };
 
 /// One in-memory backend shared by every contender; "the server" is every contender's
@@ -53,21 +50,11 @@ impl System for MemorySystem {
         Link::Memory(faulty)
     }
 
-    async fn connect(
-        &self,
-        route: Route,
-        name: &str,
-        identity: &str,
-        ttl: Duration,
-    ) -> (Lock, Option<Box<dyn Store>>) {
+    async fn connect(&self, route: Route, _name: &str) -> Connection {
         let Route::Memory(faulty) = route else {
             panic!("the in-memory backend is reached through its fault switch");
         };
-        let lock = Lock::builder(faulty, name, identity)
-            .timing(timing(ttl))
-            .build()
-            .expect("a valid lock");
-        (lock, None)
+        (Arc::new(faulty), None)
     }
 
     async fn store(&self, _name: &str) -> Option<Box<dyn Store>> {

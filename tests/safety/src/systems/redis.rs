@@ -1,10 +1,10 @@
 //! Redis: a real redis-server with an fsynced append-only file; the fenced store is a
 //! key written with `fenced_set`.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use lock_core::{Error, FencingToken, Lock};
+use lock_core::{Error, FencingToken};
 use lock_redis::{RedisBackend, fenced_set};
 use lock_tests::{Persistence, Proxy, Redis};
 use redis::{AsyncCommands, aio::ConnectionManager};
@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     nemesis::Nemesis,
-    system::{Link, Route, Store, System, timing},
+    system::{Connection, Link, Route, Store, System},
 };
 
 /// A redis-server of the suite's own, with `appendfsync always`.
@@ -82,23 +82,10 @@ impl System for RedisSystem {
         Link::Proxy(Proxy::to_port(self.port).await)
     }
 
-    async fn connect(
-        &self,
-        route: Route,
-        name: &str,
-        identity: &str,
-        ttl: Duration,
-    ) -> (Lock, Option<Box<dyn Store>>) {
-        let Route::Port(port) = route else {
-            panic!("Redis is reached through a proxy");
-        };
-        let backend = backend(port).await;
+    async fn connect(&self, route: Route, name: &str) -> Connection {
+        let backend = backend(route.port()).await;
         let store = KeyStore::new(&backend, name);
-        let lock = Lock::builder(backend, name, identity)
-            .timing(timing(ttl))
-            .build()
-            .expect("a valid lock");
-        (lock, Some(Box::new(store)))
+        (Arc::new(backend), Some(Box::new(store)))
     }
 
     async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
