@@ -5,12 +5,13 @@
 
 use super::*;
 
-/// `release_holder` frees the lock only for the holder named, wakes the waiters at once,
-/// and the holder's guard reports the loss.
+/// `release_holder` (through the operator API, [`Locks`](crate::Locks)) frees the lock
+/// only for the holder named, wakes the waiters at once, and the holder's guard reports
+/// the loss.
 pub async fn an_operator_release_frees_only_the_named_holders_lock(backend: impl Backend) {
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let name = unique_name("operator-release");
-    let lock_name = crate::LockName::new(&name).expect("valid");
+    let operator = crate::Locks::new(backend.clone());
     let stuck = lock(&backend, &name, "stuck-holder")
         .acquire()
         .await
@@ -18,11 +19,11 @@ pub async fn an_operator_release_frees_only_the_named_holders_lock(backend: impl
     let waiter = lock(&backend, &name, "waiter");
     let waiting = tokio::spawn(async move { waiter.acquire().await });
 
-    let wrong = backend.release_holder(&lock_name, "someone-else").await;
+    let wrong = operator.release_holder(&name, "someone-else").await;
     assert_eq!(wrong.expect("release_holder"), crate::Release::NotHeld);
     assert!(stuck.is_valid(), "another holder's name changes nothing");
 
-    let freed = backend.release_holder(&lock_name, "stuck-holder").await;
+    let freed = operator.release_holder(&name, "stuck-holder").await;
     assert_eq!(freed.expect("release_holder"), crate::Release::Released);
     let next = tokio::time::timeout(TTL / 2, join(waiting))
         .await
@@ -48,8 +49,9 @@ async fn assert_taken_within_one_renew_interval(guard: &crate::Guard, what: &str
     assert_eq!(reason, LossReason::Taken, "a holder {what}");
 }
 
-/// `list` finds every held lock whose name starts with the prefix, with its holder,
-/// sorted by name, and nothing else.
+/// `list` (through the operator API, [`Locks`](crate::Locks)) finds every held lock
+/// whose name starts with the prefix, with its holder, sorted by name, and nothing else;
+/// the operator reads a holder without an identity of its own.
 pub async fn list_finds_the_locks_under_a_prefix(backend: impl Backend) {
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let prefix = unique_name("listed");
@@ -66,7 +68,13 @@ pub async fn list_finds_the_locks_under_a_prefix(backend: impl Backend) {
         .await
         .expect("acquire");
 
-    let listed = backend.list(&prefix).await.expect("list");
+    let operator = crate::Locks::new(backend.clone());
+    let read = operator
+        .holder(&format!("{prefix}-a"))
+        .await
+        .expect("holder");
+    assert_eq!(read.map(|info| info.holder).as_deref(), Some("holder-a"));
+    let listed = operator.list(&prefix).await.expect("list");
     let found: Vec<(String, Option<String>)> = listed
         .into_iter()
         .map(|lock| {
