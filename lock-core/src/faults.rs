@@ -135,8 +135,11 @@ impl<B: Backend> Faulty<B> {
         Ok(())
     }
 
-    /// Holds `answer` back while late answers are on.
-    async fn answer<T>(&self, answer: T) -> T {
+    /// Sends `request` through the faults switched on: it reaches the server only if
+    /// the network lets it, and its answer is held back while late answers are on.
+    async fn forward<T>(&self, request: impl Future<Output = Result<T>>) -> Result<T> {
+        self.network().await?;
+        let answer = request.await;
         sleep_for(&self.switches.late_answers).await;
         answer
     }
@@ -158,47 +161,36 @@ async fn sleep_for(switch: &Mutex<Duration>) {
 #[async_trait]
 impl<B: Backend> Backend for Faulty<B> {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
-        self.network().await?;
-        let answer = self.inner.take(name, holder, ttl).await;
-        self.answer(answer).await
+        self.forward(self.inner.take(name, holder, ttl)).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
-        self.network().await?;
-        if self.switches.fail_renewals.load(Ordering::SeqCst) {
-            return Err(Error::transient("injected fault: renewal failed"));
-        }
-        let answer = self.inner.renew(lease).await;
-        self.answer(answer).await
+        self.forward(async {
+            if self.switches.fail_renewals.load(Ordering::SeqCst) {
+                return Err(Error::transient("injected fault: renewal failed"));
+            }
+            self.inner.renew(lease).await
+        })
+        .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
-        self.network().await?;
-        let answer = self.inner.release(lease).await;
-        self.answer(answer).await
+        self.forward(self.inner.release(lease)).await
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
-        self.network().await?;
-        let answer = self.inner.describe(name).await;
-        self.answer(answer).await
+        self.forward(self.inner.describe(name)).await
     }
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {
-        self.network().await?;
-        let answer = self.inner.changes(name).await;
-        self.answer(answer).await
+        self.forward(self.inner.changes(name)).await
     }
 
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
-        self.network().await?;
-        let answer = self.inner.release_holder(name, holder).await;
-        self.answer(answer).await
+        self.forward(self.inner.release_holder(name, holder)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.network().await?;
-        let answer = self.inner.list(prefix).await;
-        self.answer(answer).await
+        self.forward(self.inner.list(prefix)).await
     }
 }
