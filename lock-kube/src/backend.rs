@@ -28,14 +28,10 @@ use lock_core::{
 };
 
 use crate::{
-    error::{lock_error, status},
+    error::{CONFLICT_RETRIES, LEASES, kept_changing, kube_error, status},
     known::Known,
     record::{self, Record},
 };
-
-/// How many times an operation re-reads and retries after losing a write race before it
-/// reports a transient error.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Kubernetes Leases as a lock backend, in one namespace, over the `kube::Client` you
 /// already have.
@@ -118,10 +114,10 @@ fn nobody(ttl: Duration) -> LockInfo {
 /// The outcome of one compare-and-set write.
 enum Write {
     Done(Box<Lease>),
-    /// Someone else wrote (or created) it first.
-    Conflict,
-    /// The Lease was deleted.
-    Gone,
+    /// Someone else wrote (or created) it first: the apiserver's 409.
+    Conflict(kube::Error),
+    /// The Lease was deleted: the apiserver's 404.
+    Gone(kube::Error),
 }
 
 impl KubeBackend {
@@ -185,8 +181,10 @@ impl KubeBackend {
 }
 
 impl Inner {
+    /// A lock error for the kube error of a request to `what`: its context names the
+    /// verbs a 403 needs, its source is the kube error.
     fn error(&self, error: kube::Error, what: &str) -> Error {
-        lock_error(error, &self.namespace, what)
+        kube_error(error, what, &LEASES, Some(&self.namespace))
     }
 
     /// The Lease as last seen, or read now if `fresh` or never seen; `None` if absent.
@@ -203,7 +201,7 @@ impl Inner {
                 self.known.forget(name);
                 Ok(None)
             }
-            Err(error) => Err(self.error(error, "read the lease")),
+            Err(error) => Err(self.error(error, &format!("read lease {name}"))),
         }
     }
 
@@ -220,8 +218,8 @@ impl Inner {
                 self.known.saw(&created);
                 Ok(Write::Done(Box::new(created)))
             }
-            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict),
-            Err(error) => Err(self.error(error, "create the lease")),
+            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict(error)),
+            Err(error) => Err(self.error(error, &format!("create lease {name}"))),
         }
     }
 
@@ -237,12 +235,12 @@ impl Inner {
                 self.known.saw(&written);
                 Ok(Write::Done(Box::new(written)))
             }
-            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict),
+            Err(error) if status(&error) == Some(409) => Ok(Write::Conflict(error)),
             Err(error) if status(&error) == Some(404) => {
                 self.known.forget(name);
-                Ok(Write::Gone)
+                Ok(Write::Gone(error))
             }
-            Err(error) => Err(self.error(error, "update the lease")),
+            Err(error) => Err(self.error(error, &format!("update lease {name}"))),
         }
     }
 
@@ -348,7 +346,7 @@ impl Inner {
                         record::renewed(found.spec.clone().unwrap_or_default(), ttl, record::now());
                     let written = match self.replace(name, found, spec).await? {
                         Write::Done(written) => *written,
-                        Write::Conflict | Write::Gone => {
+                        Write::Conflict(_) | Write::Gone(_) => {
                             (lease, fresh) = (self.current(name, true).await?, true);
                             continue;
                         }
@@ -410,7 +408,8 @@ impl Inner {
             return Ok(None);
         };
         let mut current = self.current(name, false).await?;
-        for _ in 0..CONFLICT_RETRIES {
+        let mut lost = 0;
+        loop {
             let Some(lease) = current else {
                 return Ok(None);
             };
@@ -420,13 +419,16 @@ impl Inner {
             let spec = change(lease.spec.clone().unwrap_or_default());
             match self.replace(name, lease, spec).await? {
                 Write::Done(written) => return Ok(Some(*written)),
-                Write::Gone => return Ok(None),
-                Write::Conflict => current = self.current(name, true).await?,
+                Write::Gone(_) => return Ok(None),
+                Write::Conflict(answer) => {
+                    lost += 1;
+                    if lost == CONFLICT_RETRIES {
+                        return Err(kept_changing(&format!("{what} lease {name}"), answer));
+                    }
+                    current = self.current(name, true).await?;
+                }
             }
         }
-        Err(Error::transient(format!(
-            "could not {what} lease {name}: other writers kept changing it"
-        )))
     }
 
     fn info(&self, name: &str, record: &Record) -> Option<LockInfo> {
@@ -505,15 +507,16 @@ impl Backend for KubeBackend {
                     }
                 }
             };
-            let Write::Done(written) = write else {
-                races += 1;
-                if races == CONFLICT_RETRIES {
-                    return Err(Error::transient(format!(
-                        "lost the race for lease {name} {CONFLICT_RETRIES} times in a row"
-                    )));
+            let written = match write {
+                Write::Done(written) => written,
+                Write::Conflict(answer) | Write::Gone(answer) => {
+                    races += 1;
+                    if races == CONFLICT_RETRIES {
+                        return Err(kept_changing(&format!("take lease {name}"), answer));
+                    }
+                    (lease, fresh) = (inner.current(name, true).await?, true);
+                    continue;
                 }
-                (lease, fresh) = (inner.current(name, true).await?, true);
-                continue;
             };
             return inner.acquired(name, holder, ttl, &written, Some(acquire_time));
         }
@@ -566,7 +569,8 @@ impl Backend for KubeBackend {
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
         let name = name.as_str();
         let mut current = self.inner.current(name, true).await?;
-        for _ in 0..CONFLICT_RETRIES {
+        let mut lost = 0;
+        loop {
             let Some(lease) = current else {
                 return Ok(Release::NotHeld);
             };
@@ -576,13 +580,16 @@ impl Backend for KubeBackend {
             let spec = record::released(lease.spec.clone().unwrap_or_default(), record::now());
             match self.inner.replace(name, lease, spec).await? {
                 Write::Done(_) => return Ok(Release::Released),
-                Write::Gone => return Ok(Release::NotHeld),
-                Write::Conflict => current = self.inner.current(name, true).await?,
+                Write::Gone(_) => return Ok(Release::NotHeld),
+                Write::Conflict(answer) => {
+                    lost += 1;
+                    if lost == CONFLICT_RETRIES {
+                        return Err(kept_changing(&format!("release lease {name}"), answer));
+                    }
+                    current = self.inner.current(name, true).await?;
+                }
             }
         }
-        Err(Error::transient(format!(
-            "could not release lease {name}: other writers kept changing it"
-        )))
     }
 
     /// One list of the namespace's Leases; each is also an observation of it.
@@ -592,7 +599,7 @@ impl Backend for KubeBackend {
             .api
             .list(&ListParams::default())
             .await
-            .map_err(|error| lock_error(error, &self.inner.namespace, "list leases"))?;
+            .map_err(|error| self.inner.error(error, "list leases"))?;
         let mut listed: Vec<Listed> = leases
             .items
             .into_iter()

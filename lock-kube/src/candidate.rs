@@ -20,7 +20,7 @@ use kube::{
 use lock_core::{Error, LockName, Result};
 
 use crate::{
-    error::{lock_error, status},
+    error::{Access, kube_error, status},
     record,
 };
 
@@ -34,6 +34,13 @@ pub const DEFAULT_CANDIDATE_RENEW_INTERVAL: Duration = Duration::from_secs(5 * 6
 
 /// The longest wait before trying again after a transient error.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a candidate needs on LeaseCandidates.
+const LEASE_CANDIDATES: Access<'static> = Access {
+    who: "the candidate",
+    verbs: "get, list, watch, create, update (and delete to withdraw)",
+    resource: "leasecandidates.coordination.k8s.io",
+};
 
 /// One replica's `LeaseCandidate` for a Lease, kept by [`run`](Candidate::run) beside a
 /// [`LeaderElector`](lock_core::LeaderElector) on a
@@ -339,8 +346,10 @@ impl Candidate {
         match self.api.create(&PostParams::default(), &candidate).await {
             Ok(created) => Ok(created),
             // Created meanwhile (by an earlier run): the watch shows it.
-            Err(error) if status(&error) == Some(409) => Err(Error::transient(
+            Err(error) if status(&error) == Some(409) => Err(Error::backend(
                 "lease candidate created meanwhile; watching it again",
+                true,
+                error,
             )),
             Err(error) => Err(self.api_error(error, "create the lease candidate")),
         }
@@ -361,8 +370,10 @@ impl Candidate {
         {
             Ok(renewed) => Ok(renewed),
             // Pinged or deleted meanwhile: the watch shows the newer version.
-            Err(error) if matches!(status(&error), Some(409 | 404)) => Err(Error::transient(
-                format!("lease candidate changed meanwhile; watching it again ({error})"),
+            Err(error) if matches!(status(&error), Some(409 | 404)) => Err(Error::backend(
+                "lease candidate changed meanwhile; watching it again",
+                true,
+                error,
             )),
             Err(error) => Err(self.api_error(error, "renew the lease candidate")),
         }
@@ -388,12 +399,19 @@ impl Candidate {
         }
     }
 
+    /// A watch that could not start is an apiserver error like any other; one that
+    /// failed later (a dropped stream, `410 Gone`) is watched again.
     fn watch_error(&self, error: watcher::Error) -> Error {
+        const FAILED: &str = "lease candidate watch failed; watching it again";
         match error {
             watcher::Error::InitialListFailed(error) | watcher::Error::WatchStartFailed(error) => {
                 self.api_error(error, "watch the lease candidate")
             }
-            other => Error::transient(format!("lease candidate watch failed: {other}")),
+            watcher::Error::WatchFailed(error) => Error::backend(FAILED, true, error),
+            watcher::Error::WatchError(status) => {
+                Error::backend(FAILED, true, kube::Error::Api(status))
+            }
+            other @ watcher::Error::NoResourceVersion => Error::backend(FAILED, true, other),
         }
     }
 
@@ -414,7 +432,8 @@ impl Candidate {
         }
     }
 
-    /// A 404 on the collection means the API is not served: `Unsupported`.
+    /// A 404 on the collection means the API is not served: `Unsupported`. Any other
+    /// error is a backend error whose source is the kube error.
     fn api_error(&self, error: kube::Error, what: &str) -> Error {
         if self.unserved(&error) {
             return Error::Unsupported {
@@ -426,7 +445,7 @@ impl Candidate {
                 ),
             };
         }
-        lock_error(error, &self.namespace, what)
+        kube_error(error, what, &LEASE_CANDIDATES, Some(&self.namespace))
     }
 }
 

@@ -4,14 +4,11 @@ use kube::{Api, Resource, ResourceExt, api::PostParams};
 use lock_core::{Error, FencingToken};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::error::{is_transient, status};
+use crate::error::{Access, CONFLICT_RETRIES, kept_changing, kube_error, status};
 
 /// The annotation that records, on a fenced object, the highest fencing token whose
 /// write it has accepted.
 pub const FENCING_TOKEN_ANNOTATION: &str = "locks.fencing/token";
-
-/// How many times a fenced write is retried after losing a race with another writer.
-const CONFLICT_RETRIES: usize = 5;
 
 /// Applies `change` to the object `name` only if `token` is not below the token recorded
 /// on it, and records `token` in the same write.
@@ -20,6 +17,11 @@ const CONFLICT_RETRIES: usize = 5;
 /// conflict, so the check and the write are atomic. A former holder, paused past its
 /// lease while a newer holder wrote, gets [`Error::StaleToken`] and changes nothing.
 /// Works with typed `Api<K>` and with `Api<DynamicObject>`.
+///
+/// An apiserver error is an [`Error::Backend`] whose source is the `kube::Error`
+/// ([`api_status`](crate::api_status) reads its status: 404 if the object does not
+/// exist, 403 if RBAC forbids `get` or `update` on it); after losing the race to other
+/// writers several times in a row it is a transient error whose source is the last 409.
 ///
 /// `change` may edit the object in place or replace it whole (`*object =
 /// desired.clone()`): whatever it does, the write carries the resourceVersion that was
@@ -48,11 +50,22 @@ pub async fn fenced_update<K>(
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    for _ in 0..CONFLICT_RETRIES {
-        let mut object = api
-            .get(name)
-            .await
-            .map_err(|error| write_error(error, name))?;
+    // The resource's URL names its namespace.
+    let access = Access {
+        who: "a fenced writer",
+        verbs: "get, update",
+        resource: api.resource_url(),
+    };
+    let mut lost = 0;
+    loop {
+        let mut object = api.get(name).await.map_err(|error| {
+            kube_error(
+                error,
+                &format!("read {name} for a fenced write"),
+                &access,
+                None,
+            )
+        })?;
         if let Some(current) = recorded_token(&object, name)?
             && token < current
         {
@@ -82,13 +95,26 @@ where
             .insert(FENCING_TOKEN_ANNOTATION.to_owned(), token.to_string());
         match api.replace(name, &PostParams::default(), &object).await {
             Ok(written) => return Ok(written),
-            Err(error) if status(&error) == Some(409) => continue,
-            Err(error) => return Err(write_error(error, name)),
+            // Another writer wrote since our read: read and check again.
+            Err(error) if status(&error) == Some(409) => {
+                lost += 1;
+                if lost == CONFLICT_RETRIES {
+                    return Err(kept_changing(
+                        &format!("make the fenced write to {name}"),
+                        error,
+                    ));
+                }
+            }
+            Err(error) => {
+                return Err(kube_error(
+                    error,
+                    &format!("make the fenced write to {name}"),
+                    &access,
+                    None,
+                ));
+            }
         }
     }
-    Err(Error::transient(format!(
-        "fenced write to {name} lost the race with other writers {CONFLICT_RETRIES} times"
-    )))
 }
 
 /// The token recorded on `object`, if any; a value that is not a token is reported.
@@ -105,13 +131,4 @@ pub fn recorded_token<K: Resource>(object: &K, name: &str) -> Result<Option<Fenc
                 "annotation {FENCING_TOKEN_ANNOTATION} is {value:?}, not a fencing token"
             ),
         })
-}
-
-fn write_error(error: kube::Error, name: &str) -> Error {
-    let message = format!("fenced write to {name}: {error}");
-    if is_transient(&error) {
-        Error::transient(message)
-    } else {
-        Error::permanent(message)
-    }
 }

@@ -158,6 +158,17 @@
 //! The candidate needs `get`, `list`, `watch`, `create`, `update` (and `delete` for
 //! `withdraw`) on `leasecandidates.coordination.k8s.io`.
 //!
+//! # Errors
+//!
+//! Every apiserver error is a [`lock_core::Error::Backend`] whose
+//! [`source`](std::error::Error::source) is the `kube::Error` itself (also
+//! [`Error::client_error`](lock_core::Error::client_error)), with a context that says what
+//! failed and what to do about it (for a 403 the RBAC verbs needed, for a 404 the missing
+//! namespace or object). [`api_status`] reads the HTTP status, to tell a 404 from a 403
+//! or a 409 without matching text. Whether it is transient: 429, 5xx and no answer at all
+//! are; other answers are not, except a compare-and-set that lost the race to other writers
+//! too many times in a row, which is transient and keeps the last 409 as its source.
+//!
 //! # RBAC
 //!
 //! The controller's service account needs, in its namespace:
@@ -191,7 +202,7 @@ pub use candidate::{
     Candidate, CandidateBuilder, DEFAULT_CANDIDATE_RENEW_INTERVAL, OLDEST_EMULATION_VERSION,
 };
 pub use client::nodelay_client;
-pub use error::REQUIRED_VERBS;
+pub use error::{REQUIRED_VERBS, api_status};
 pub use fenced::{FENCING_TOKEN_ANNOTATION, fenced_update, recorded_token};
 
 /// The README's examples, compiled as doctests so that they stay true.

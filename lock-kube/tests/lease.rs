@@ -8,14 +8,14 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, DynamicObject, ObjectMeta, PostParams},
+    api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams},
     core::{ApiResource, GroupVersionKind},
 };
 use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Take, Timing, conformance::unique_name,
 };
 use lock_kube::{FENCING_TOKEN_ANNOTATION, KubeBackend, fenced_update};
-use lock_tests::Kube;
+use lock_tests::{Kube, Proxy};
 use tokio::time::sleep;
 
 const TTL: Duration = Duration::from_secs(3);
@@ -73,6 +73,99 @@ async fn create_config_map(config_maps: &Api<ConfigMap>, prefix: &str) -> String
 
 fn spec(lease: &Lease) -> LeaseSpec {
     lease.spec.clone().expect("a lease spec")
+}
+
+/// Asserts that `error` carries the apiserver's answer `code`, as a caller would match
+/// it: through lock-kube's accessor and through `source()`, downcast to `kube::Error`.
+fn assert_answered(error: &Error, code: u16) {
+    println!("{code}: {error}");
+    assert_eq!(lock_kube::api_status(error), Some(code), "{error}");
+    let source = std::error::Error::source(error).and_then(|source| source.downcast_ref());
+    match source {
+        Some(kube::Error::Api(status)) => assert_eq!(status.code, code, "{error}"),
+        other => panic!("expected the apiserver's {code} as the source of {error}, got {other:?}"),
+    }
+}
+
+/// A client whose every request and answer waits 25 ms in a proxy: between its read
+/// of an object and its write, a [`Bumper`] writes the object many times.
+struct SlowClient {
+    client: kube::Client,
+    namespace: String,
+    _proxy: Proxy,
+}
+
+impl SlowClient {
+    async fn start() -> Self {
+        let kube = Kube::shared().await;
+        let mut config = kube.config(false).await;
+        let host = config
+            .cluster_url
+            .host()
+            .expect("the apiserver URL names its host")
+            .to_owned();
+        let port = config.cluster_url.port_u16().unwrap_or(443);
+        let target = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .expect("the apiserver's address")
+            .next()
+            .expect("an address");
+        let proxy = Proxy::start(target).await;
+        proxy.set_latency(Duration::from_millis(25));
+        config.cluster_url = format!("https://127.0.0.1:{}", proxy.port())
+            .parse()
+            .expect("a URL");
+        // The certificate names the apiserver's own host.
+        config.tls_server_name = Some(host);
+        Self {
+            client: kube::Client::try_from(config).expect("a client"),
+            namespace: kube.namespace().to_owned(),
+            _proxy: proxy,
+        }
+    }
+}
+
+/// Another writer changing an object (an annotation) in a tight loop, until stopped,
+/// for at most 20 000 writes or 30 s.
+struct Bumper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Bumper {
+    fn start<K>(api: Api<K>, name: &str) -> Self
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopped, name) = (stop.clone(), name.to_owned());
+        let task = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let mut bumps = 0;
+            while bumps < 20_000
+                && !stopped.load(Ordering::Relaxed)
+                && tokio::time::Instant::now() < deadline
+            {
+                let patch = serde_json::json!({
+                    "metadata": { "annotations": { "lock-tests/bump": bumps.to_string() } }
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .expect("a foreign write");
+                bumps += 1;
+            }
+            bumps
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it; how many writes it made.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("the bumper")
+    }
 }
 
 #[tokio::test]
@@ -260,15 +353,17 @@ async fn a_forbidden_user_gets_a_typed_error_naming_the_verbs_needed() {
         .try_acquire()
         .await
     {
-        Err(Error::Backend {
-            transient: false,
-            source,
-        }) => {
-            let message = source.to_string();
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            let message = error.to_string();
             assert!(
                 message.contains("forbidden") && message.contains(lock_kube::REQUIRED_VERBS),
                 "{message}"
             );
+            assert_answered(&error, 403);
         }
         other => panic!("expected a permanent backend error, got {other:?}"),
     }
@@ -282,19 +377,153 @@ async fn a_missing_namespace_gets_a_typed_error_naming_it() {
         .try_acquire()
         .await
     {
-        Err(Error::Backend {
-            transient: false,
-            source,
-        }) => {
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            let Error::Backend { context, .. } = &error else {
+                unreachable!()
+            };
             assert!(
-                source
-                    .to_string()
-                    .contains("\"no-such-namespace\" does not exist"),
-                "{source}"
+                context.contains("namespace \"no-such-namespace\" does not exist"),
+                "{context}"
             );
+            assert_answered(&error, 404);
         }
         other => panic!("expected a permanent backend error, got {other:?}"),
     }
+}
+
+/// A take that other writers keep racing: between each of its reads and its write to the
+/// Lease, another writer changes it. A 409 the take cannot settle, a transient error.
+#[tokio::test]
+async fn a_take_that_other_writers_keep_racing_is_a_transient_409() {
+    let name = unique_name("raced");
+    let free = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec::default()),
+    };
+    leases()
+        .await
+        .create(&PostParams::default(), &free)
+        .await
+        .expect("a free lease");
+    let slow = SlowClient::start().await;
+    let bumper = Bumper::start(leases().await, &name);
+    let backend = KubeBackend::new(slow.client.clone(), slow.namespace.as_str());
+    let taken = Lock::builder(backend, &name, "pod")
+        .timing(Timing::new(Duration::from_secs(15)))
+        .build()
+        .expect("a valid lock")
+        .try_acquire()
+        .await;
+    let bumps = bumper.stop().await;
+    match taken {
+        Err(
+            error @ Error::Backend {
+                transient: true, ..
+            },
+        ) => {
+            assert!(error.to_string().contains("kept changing it"), "{error}");
+            assert_answered(&error, 409);
+        }
+        other => {
+            panic!("expected a transient backend error after {bumps} foreign writes, got {other:?}")
+        }
+    }
+    let after = spec(&leases().await.get(&name).await.expect("the lease"));
+    assert_eq!(after.holder_identity, None, "nothing was taken");
+}
+
+#[tokio::test]
+async fn a_fenced_write_to_a_missing_object_is_a_typed_404() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = unique_name("fenced-missing");
+    match fenced_update(&config_maps, &name, FencingToken::new(1), |_| {}).await {
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("configmaps {name:?} does not exist")),
+                "{error}"
+            );
+            assert_answered(&error, 404);
+        }
+        other => panic!("expected a permanent backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_forbidden_fenced_write_is_a_typed_403() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = create_config_map(&config_maps, "fenced-forbidden").await;
+    let forbidden: Api<ConfigMap> = Api::namespaced(kube.forbidden().await, kube.namespace());
+    match fenced_update(&forbidden, &name, FencingToken::new(1), |_| {}).await {
+        Err(
+            error @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("forbidden") && message.contains("get, update"),
+                "{message}"
+            );
+            assert_answered(&error, 403);
+        }
+        other => panic!("expected a permanent backend error, got {other:?}"),
+    }
+    let after = config_maps.get(&name).await.expect("get");
+    assert_eq!(after.metadata.annotations, None, "nothing was written");
+}
+
+/// A fenced write that other writers keep racing: between each of its reads and its
+/// write, another writer changes the object. A 409 the write cannot settle, a transient
+/// error; the object carries no token.
+#[tokio::test]
+async fn a_fenced_write_that_other_writers_keep_racing_is_a_transient_409() {
+    let kube = Kube::shared().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let name = create_config_map(&config_maps, "fenced-raced").await;
+    let slow = SlowClient::start().await;
+    let bumper = Bumper::start(config_maps.clone(), &name);
+    let slow_maps: Api<ConfigMap> = Api::namespaced(slow.client.clone(), &slow.namespace);
+    let written = fenced_update(&slow_maps, &name, FencingToken::new(7), |map| {
+        map.data
+            .get_or_insert_with(Default::default)
+            .insert("owner".into(), "raced".into());
+    })
+    .await;
+    let bumps = bumper.stop().await;
+    match written {
+        Err(
+            error @ Error::Backend {
+                transient: true, ..
+            },
+        ) => {
+            assert!(error.to_string().contains("kept changing it"), "{error}");
+            assert_answered(&error, 409);
+        }
+        other => {
+            panic!("expected a transient backend error after {bumps} foreign writes, got {other:?}")
+        }
+    }
+    let after = config_maps.get(&name).await.expect("get");
+    let recorded = after
+        .metadata
+        .annotations
+        .and_then(|a| a.get(FENCING_TOKEN_ANNOTATION).cloned());
+    assert_eq!(recorded, None, "the fenced write did not land");
 }
 
 #[tokio::test]
@@ -584,10 +813,18 @@ async fn an_unreachable_apiserver_is_a_transient_error() {
     .try_acquire()
     .await
     {
-        Err(Error::Backend {
-            transient: true,
-            source,
-        }) => println!("unreachable: {source}"),
+        Err(
+            error @ Error::Backend {
+                transient: true, ..
+            },
+        ) => {
+            println!("unreachable: {error}");
+            assert_eq!(lock_kube::api_status(&error), None, "no answer, no status");
+            assert!(
+                error.client_error::<kube::Error>().is_some(),
+                "the kube error is kept: {error:?}"
+            );
+        }
         other => panic!("expected a transient backend error, got {other:?}"),
     }
 }
