@@ -3,7 +3,9 @@
 //! Every mutation is a compare-and-set: a create (POST; 409 means someone else created
 //! it first) or a replace (PUT) carrying the resourceVersion it was decided on (409 means
 //! someone else wrote since). Nothing is ever patched unconditionally, and a Lease
-//! changed by another writer is re-read and re-checked, never overwritten blindly.
+//! changed by another writer is re-read and re-checked, never overwritten blindly. One
+//! loop does this for every operation: `Inner::compare_and_set`, each operation giving
+//! only its decision on the Lease it is shown.
 
 use std::{
     collections::HashMap,
@@ -120,6 +122,36 @@ enum Write {
     Gone(kube::Error),
 }
 
+/// What a [compare-and-set](Inner::compare_and_set) decides first.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// The Lease as this process last saw it (by the watch or its own requests), read
+    /// now only if never seen: a decision that may not act on an old record asks for
+    /// [`Decision::ReadFresh`].
+    Known,
+    /// The Lease read now.
+    Fresh,
+}
+
+/// What a compare-and-set decides on the Lease it is shown.
+enum Decision<T> {
+    /// Write this spec: create the Lease if it was absent, else replace the version shown,
+    /// guarded by its resourceVersion.
+    Write(LeaseSpec),
+    /// What was shown may be old (it was known, not read): read it now and decide again.
+    ReadFresh,
+    /// Write nothing: the operation ends with this.
+    Stop(T),
+}
+
+/// How a compare-and-set ended.
+enum Settled<T> {
+    /// The decided spec was written; the Lease as the apiserver answered.
+    Written(Box<Lease>),
+    /// The decision was to stop with this.
+    Stopped(T),
+}
+
 impl KubeBackend {
     /// Locks are Leases in `namespace`.
     ///
@@ -187,11 +219,8 @@ impl Inner {
         kube_error(error, what, &LEASES, Some(&self.namespace))
     }
 
-    /// The Lease as last seen, or read now if `fresh` or never seen; `None` if absent.
-    async fn current(&self, name: &str, fresh: bool) -> Result<Option<Lease>> {
-        if let Some(lease) = self.known.lease(name).filter(|_| !fresh) {
-            return Ok(Some(lease));
-        }
+    /// The Lease read now (and remembered); `None` if absent.
+    async fn read(&self, name: &str) -> Result<Option<Lease>> {
         match self.api.get_opt(name).await {
             Ok(Some(lease)) => {
                 self.known.saw(&lease);
@@ -244,6 +273,64 @@ impl Inner {
         }
     }
 
+    /// The one compare-and-set loop of every write to a Lease. It shows `decide` the
+    /// Lease (`None` if absent) and whether that is `fresh` (just read, or just answered
+    /// by the apiserver) rather than known from before, and does what it decides: write
+    /// (a create, or a replace guarded by the resourceVersion shown), read fresh and decide
+    /// again, or stop. A write that loses the race is never retried blindly: after a 409
+    /// (someone wrote or created it first) the Lease is read again and decided on again;
+    /// a replace answered 404 shows it as absent (the answer is as fresh as a read). After
+    /// [`CONFLICT_RETRIES`] lost races in a row it gives up with a transient error naming
+    /// `what` failed, whose source is the last answer.
+    async fn compare_and_set<T>(
+        &self,
+        name: &str,
+        start: Start,
+        what: &str,
+        mut decide: impl FnMut(Option<&Lease>, bool) -> Result<Decision<T>>,
+    ) -> Result<Settled<T>> {
+        let known = match start {
+            Start::Known => self.known.lease(name),
+            Start::Fresh => None,
+        };
+        let (mut lease, mut fresh) = match known {
+            Some(known) => (Some(known), false),
+            None => (self.read(name).await?, true),
+        };
+        let mut lost = 0;
+        loop {
+            let spec = match decide(lease.as_ref(), fresh)? {
+                Decision::Write(spec) => spec,
+                Decision::ReadFresh => {
+                    debug_assert!(!fresh, "only a known Lease needs a fresh read");
+                    (lease, fresh) = (self.read(name).await?, true);
+                    continue;
+                }
+                Decision::Stop(value) => return Ok(Settled::Stopped(value)),
+            };
+            let written = match lease {
+                None => self.create(name, spec).await?,
+                Some(current) => self.replace(name, current, spec).await?,
+            };
+            let (answer, deleted) = match written {
+                Write::Done(written) => return Ok(Settled::Written(written)),
+                Write::Conflict(answer) => (answer, false),
+                Write::Gone(answer) => (answer, true),
+            };
+            lost += 1;
+            if lost == CONFLICT_RETRIES {
+                return Err(kept_changing(&format!("{what} lease {name}"), answer));
+            }
+            // Deleted meanwhile: the answer is as fresh as a read that found nothing.
+            lease = if deleted {
+                None
+            } else {
+                self.read(name).await?
+            };
+            fresh = true;
+        }
+    }
+
     fn acquisition(&self, held: &Held) -> Option<Acquisition> {
         let acquisitions = self
             .acquisitions
@@ -278,16 +365,14 @@ impl Inner {
     }
 
     /// The acquisition `written` made for `holder`: its token is the write's
-    /// resourceVersion, and it is remembered by holder and `acquire_time`.
-    fn acquired(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-        written: &Lease,
-        acquire_time: Option<MicroTime>,
-    ) -> Result<Take> {
+    /// resourceVersion, and it is remembered by holder and the `acquireTime` written
+    /// (none in a Lease the election controller handed us).
+    fn acquired(&self, name: &str, holder: &str, ttl: Duration, written: &Lease) -> Result<Take> {
         let token = record::token(written)?;
+        let acquire_time = written
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.acquire_time.clone());
         let held = Held {
             name: LockName::new(name)?,
             holder: holder.to_owned(),
@@ -311,57 +396,39 @@ impl Inner {
     /// process holds that acquisition already. What this process knows may be old, so
     /// an acquisition is always decided on a fresh read, and renewed at once.
     async fn take_coordinated(&self, name: &str, holder: &str, ttl: Duration) -> Result<Take> {
-        let (mut lease, mut fresh) = match self.known.lease(name) {
-            Some(known) => (Some(known), false),
-            None => (self.current(name, true).await?, true),
-        };
-        loop {
-            let record = match &lease {
-                Some(lease) => Some(Record::read(lease)?),
-                None => None,
-            };
-            let named = record.as_ref().filter(|record| {
-                record.holder.as_deref() == Some(holder) && !self.holds(name, record)
-            });
-            match (named, lease) {
-                (Some(_), Some(_)) if !fresh => {
-                    (lease, fresh) = (self.current(name, true).await?, true);
-                }
-                (Some(record), Some(_)) if record.duration < ttl => {
-                    return Err(Error::InvalidOption {
-                        reason: format!(
-                            "coordinated lease {name} was given to {holder} for {:?}, less than \
-                             the lock's TTL {ttl:?}: the guard would trust it after the election \
-                             controller may elect another candidate; use a TTL of at most {:?}",
-                            record.duration, record.duration
-                        ),
-                    });
-                }
-                (Some(record), Some(found)) if self.known.expires_in(name, record) >= ttl => {
+        let settled = self
+            .compare_and_set(name, Start::Known, "take", |lease, fresh| {
+                let record = lease.map(Record::read).transpose()?;
+                let named = record.as_ref().filter(|record| {
+                    record.holder.as_deref() == Some(holder) && !self.holds(name, record)
+                });
+                Ok(match named {
+                    Some(_) if !fresh => Decision::ReadFresh,
+                    Some(record) if record.duration < ttl => {
+                        return Err(Error::InvalidOption {
+                            reason: format!(
+                                "coordinated lease {name} was given to {holder} for {:?}, less than \
+                                 the lock's TTL {ttl:?}: the guard would trust it after the election \
+                                 controller may elect another candidate; use a TTL of at most {:?}",
+                                record.duration, record.duration
+                            ),
+                        });
+                    }
                     // Renewed at once, as client-go's candidates do: the guard's validity
                     // runs from before this write, and every other observer sees the
                     // Lease fresh from after it, however late our watch saw the
                     // controller's write.
-                    let spec =
-                        record::renewed(found.spec.clone().unwrap_or_default(), ttl, record::now());
-                    let written = match self.replace(name, found, spec).await? {
-                        Write::Done(written) => *written,
-                        Write::Conflict(_) | Write::Gone(_) => {
-                            (lease, fresh) = (self.current(name, true).await?, true);
-                            continue;
-                        }
-                    };
-                    let acquire_time = record.acquire_time.clone();
-                    return self.acquired(name, holder, ttl, &written, acquire_time);
-                }
-                (_, found) => {
-                    return Ok(Take::Held(self.coordinated_holder(
-                        name,
-                        record.as_ref(),
-                        found,
-                    )));
-                }
-            }
+                    Some(record) if self.known.expires_in(name, record) >= ttl => {
+                        let spec = lease.and_then(|lease| lease.spec.clone());
+                        Decision::Write(record::renewed(spec.unwrap_or_default(), ttl, record::now()))
+                    }
+                    _ => Decision::Stop(self.coordinated_holder(name, record.as_ref(), lease)),
+                })
+            })
+            .await?;
+        match settled {
+            Settled::Written(written) => self.acquired(name, holder, ttl, &written),
+            Settled::Stopped(info) => Ok(Take::Held(info)),
         }
     }
 
@@ -372,11 +439,11 @@ impl Inner {
         &self,
         name: &str,
         record: Option<&Record>,
-        lease: Option<Lease>,
+        lease: Option<&Lease>,
     ) -> LockInfo {
         let preferred = lease
-            .and_then(|lease| lease.spec)
-            .and_then(|spec| spec.preferred_holder)
+            .and_then(|lease| lease.spec.as_ref())
+            .and_then(|spec| spec.preferred_holder.clone())
             .filter(|preferred| !preferred.is_empty());
         match record {
             Some(record) => {
@@ -395,40 +462,32 @@ impl Inner {
         }
     }
 
-    /// Rewrites our own record with `change` while it is still our acquisition,
-    /// re-reading after every conflict. `None` if it is not ours any more.
+    /// Rewrites our own record with `change` while it is still our acquisition, on the
+    /// record known (one write when it is current), re-read after every conflict. `None`
+    /// if it is not ours any more.
     async fn rewrite_own(
         &self,
         held: &Held,
         what: &str,
         change: impl Fn(LeaseSpec) -> LeaseSpec,
     ) -> Result<Option<Lease>> {
-        let name = held.name.as_str();
         let Some(acquisition) = self.acquisition(held) else {
             return Ok(None);
         };
-        let mut current = self.current(name, false).await?;
-        let mut lost = 0;
-        loop {
-            let Some(lease) = current else {
-                return Ok(None);
-            };
-            if !acquisition.is(&Record::read(&lease)?) {
-                return Ok(None);
-            }
-            let spec = change(lease.spec.clone().unwrap_or_default());
-            match self.replace(name, lease, spec).await? {
-                Write::Done(written) => return Ok(Some(*written)),
-                Write::Gone(_) => return Ok(None),
-                Write::Conflict(answer) => {
-                    lost += 1;
-                    if lost == CONFLICT_RETRIES {
-                        return Err(kept_changing(&format!("{what} lease {name}"), answer));
+        let settled = self
+            .compare_and_set(held.name.as_str(), Start::Known, what, |lease, _| {
+                Ok(match lease {
+                    Some(lease) if acquisition.is(&Record::read(lease)?) => {
+                        Decision::Write(change(lease.spec.clone().unwrap_or_default()))
                     }
-                    current = self.current(name, true).await?;
-                }
-            }
-        }
+                    _ => Decision::Stop(()),
+                })
+            })
+            .await?;
+        Ok(match settled {
+            Settled::Written(written) => Some(*written),
+            Settled::Stopped(()) => None,
+        })
     }
 
     fn info(&self, name: &str, record: &Record) -> Option<LockInfo> {
@@ -459,66 +518,40 @@ impl Backend for KubeBackend {
         if inner.coordinated {
             return inner.take_coordinated(name, holder, ttl).await;
         }
-        let (mut lease, mut fresh) = match inner.known.lease(name) {
-            Some(known) => (Some(known), false),
-            None => (inner.current(name, true).await?, true),
-        };
-        let mut races = 0;
-        loop {
-            let acquire_time = record::now();
-            let write = match lease {
-                None => {
-                    inner
-                        .create(
-                            name,
-                            record::acquired(holder, ttl, None, acquire_time.clone()),
-                        )
-                        .await?
-                }
-                Some(current) => {
-                    let record = Record::read(&current)?;
-                    let unexpired = !inner.known.expires_in(name, &record).is_zero();
-                    // A lease coordinated leader election hands to another candidate is
-                    // theirs while its record is fresh, even when released.
-                    let preferred = current
-                        .spec
-                        .as_ref()
-                        .and_then(|spec| record::preferred_other(spec, holder))
-                        .filter(|_| record.holder.is_none());
-                    let held = match preferred {
-                        Some(preferred) => inner.info_for(name, &record, preferred),
-                        None => inner.info(name, &record),
-                    };
-                    match held.filter(|_| unexpired) {
-                        Some(info) if fresh => return Ok(Take::Held(info)),
-                        Some(_) => {
-                            (lease, fresh) = (inner.current(name, true).await?, true);
-                            continue;
-                        }
-                        None => {
-                            let spec = record::acquired(
-                                holder,
-                                ttl,
-                                Some(&current.spec.clone().unwrap_or_default()),
-                                acquire_time.clone(),
-                            );
-                            inner.replace(name, current, spec).await?
-                        }
-                    }
-                }
-            };
-            let written = match write {
-                Write::Done(written) => written,
-                Write::Conflict(answer) | Write::Gone(answer) => {
-                    races += 1;
-                    if races == CONFLICT_RETRIES {
-                        return Err(kept_changing(&format!("take lease {name}"), answer));
-                    }
-                    (lease, fresh) = (inner.current(name, true).await?, true);
-                    continue;
-                }
-            };
-            return inner.acquired(name, holder, ttl, &written, Some(acquire_time));
+        let settled = inner
+            .compare_and_set(name, Start::Known, "take", |lease, fresh| {
+                let Some(current) = lease else {
+                    let spec = record::acquired(holder, ttl, None, record::now());
+                    return Ok(Decision::Write(spec));
+                };
+                let record = Record::read(current)?;
+                let unexpired = !inner.known.expires_in(name, &record).is_zero();
+                // A lease coordinated leader election hands to another candidate is
+                // theirs while its record is fresh, even when released.
+                let preferred = current
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| record::preferred_other(spec, holder))
+                    .filter(|_| record.holder.is_none());
+                let held = match preferred {
+                    Some(preferred) => inner.info_for(name, &record, preferred),
+                    None => inner.info(name, &record),
+                };
+                Ok(match held.filter(|_| unexpired) {
+                    Some(info) if fresh => Decision::Stop(info),
+                    Some(_) => Decision::ReadFresh,
+                    None => Decision::Write(record::acquired(
+                        holder,
+                        ttl,
+                        Some(&current.spec.clone().unwrap_or_default()),
+                        record::now(),
+                    )),
+                })
+            })
+            .await?;
+        match settled {
+            Settled::Written(written) => inner.acquired(name, holder, ttl, &written),
+            Settled::Stopped(info) => Ok(Take::Held(info)),
         }
     }
 
@@ -567,29 +600,22 @@ impl Backend for KubeBackend {
     /// Reads the Lease and, if `holder` holds it, writes the released record guarded by
     /// the resourceVersion read (re-read and re-checked on conflict).
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
-        let name = name.as_str();
-        let mut current = self.inner.current(name, true).await?;
-        let mut lost = 0;
-        loop {
-            let Some(lease) = current else {
-                return Ok(Release::NotHeld);
-            };
-            if Record::read(&lease)?.holder.as_deref() != Some(holder) {
-                return Ok(Release::NotHeld);
-            }
-            let spec = record::released(lease.spec.clone().unwrap_or_default(), record::now());
-            match self.inner.replace(name, lease, spec).await? {
-                Write::Done(_) => return Ok(Release::Released),
-                Write::Gone(_) => return Ok(Release::NotHeld),
-                Write::Conflict(answer) => {
-                    lost += 1;
-                    if lost == CONFLICT_RETRIES {
-                        return Err(kept_changing(&format!("release lease {name}"), answer));
+        let settled = self
+            .inner
+            .compare_and_set(name.as_str(), Start::Fresh, "release", |lease, _| {
+                Ok(match lease {
+                    Some(lease) if Record::read(lease)?.holder.as_deref() == Some(holder) => {
+                        let spec = lease.spec.clone().unwrap_or_default();
+                        Decision::Write(record::released(spec, record::now()))
                     }
-                    current = self.inner.current(name, true).await?;
-                }
-            }
-        }
+                    _ => Decision::Stop(Release::NotHeld),
+                })
+            })
+            .await?;
+        Ok(match settled {
+            Settled::Written(_) => Release::Released,
+            Settled::Stopped(release) => release,
+        })
     }
 
     /// One list of the namespace's Leases; each is also an observation of it.
@@ -617,7 +643,7 @@ impl Backend for KubeBackend {
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
-        let Some(lease) = self.inner.current(name.as_str(), true).await? else {
+        let Some(lease) = self.inner.read(name.as_str()).await? else {
             return Ok(None);
         };
         let record = Record::read(&lease)?;
