@@ -203,7 +203,10 @@ pub use candidate::{
 };
 pub use client::nodelay_client;
 pub use error::{REQUIRED_VERBS, api_status};
-pub use fenced::{FENCING_TOKEN_ANNOTATION, fenced_update, recorded_token};
+pub use fenced::{
+    FENCING_TOKEN_ANNOTATION, Fenceable, FencedPatch, fenced_apply, fenced_create, fenced_delete,
+    fenced_patch, fenced_status, fenced_update, recorded_token,
+};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]
