@@ -1,6 +1,7 @@
 //! A kube-runtime controller run only while leading, on a real kube-apiserver: one
 //! replica reconciles at a time, SIGTERM hands over after the in-flight reconciles
-//! finish, and a frozen former leader's fenced write is rejected.
+//! finish, and a frozen former leader's fenced writes (server-side apply of an owned
+//! object, a status write, an update) are rejected.
 
 use std::{
     sync::{
@@ -14,14 +15,15 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
-    api::{ObjectMeta, PostParams},
+    api::{DynamicObject, ObjectMeta, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use lock_core::{
     Error, Faulty, FencingToken, LeaderElector, Lock, Timing, conformance::unique_name,
 };
-use lock_kube::{KubeBackend, fenced_update, nodelay_client};
-use lock_tests::{Kube, eventually};
+use lock_kube::{KubeBackend, fenced_apply, fenced_status, fenced_update, nodelay_client};
+use lock_tests::{Kube, eventually, widget_resource};
+use serde_json::json;
 use tokio::{
     task::JoinHandle,
     time::{Instant, sleep},
@@ -43,12 +45,39 @@ struct Activity {
 
 /// The reconciler's context for one term.
 struct Term {
-    api: Api<ConfigMap>,
+    widgets: Api<DynamicObject>,
+    children: Api<ConfigMap>,
     token: FencingToken,
     activity: Arc<Activity>,
 }
 
-async fn reconcile(object: Arc<ConfigMap>, term: Arc<Term>) -> Result<Action, Error> {
+/// The field manager of the controller's server-side applies.
+const MANAGER: &str = "widget-controller";
+
+/// The two writes a controller makes for a widget, fenced with `token`: its child
+/// ConfigMap by server-side apply, and its status.
+async fn write_widget(
+    widgets: &Api<DynamicObject>,
+    children: &Api<ConfigMap>,
+    name: &str,
+    token: FencingToken,
+    writer: &str,
+) -> Result<(), Error> {
+    let child = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "data": { "writer": writer, "token": token.to_string() },
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    fenced_apply(children, &format!("{name}-child"), token, &params, &child).await?;
+    fenced_status(widgets, name, token, |widget| {
+        widget.data["status"] = json!({ "writer": writer, "token": token.to_string() });
+    })
+    .await?;
+    Ok(())
+}
+
+async fn reconcile(object: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action, Error> {
     let activity = &term.activity;
     activity.reconciling.fetch_add(1, SeqCst);
     activity.started.fetch_add(1, SeqCst);
@@ -59,12 +88,8 @@ async fn reconcile(object: Arc<ConfigMap>, term: Arc<Term>) -> Result<Action, Er
         .get_or_insert_with(Instant::now);
     sleep(RECONCILE_TIME).await; // the work
     let name = object.metadata.name.clone().unwrap_or_default();
-    let written = fenced_update(&term.api, &name, term.token, |map| {
-        map.data
-            .get_or_insert_with(Default::default)
-            .insert("reconciled-with".into(), term.token.to_string());
-    })
-    .await;
+    let writer = term.token.to_string();
+    let written = write_widget(&term.widgets, &term.children, &name, term.token, &writer).await;
     if matches!(written, Err(Error::StaleToken { .. })) {
         activity.stale_writes.fetch_add(1, SeqCst);
     }
@@ -77,7 +102,7 @@ async fn reconcile(object: Arc<ConfigMap>, term: Arc<Term>) -> Result<Action, Er
     written.map(|_| Action::requeue(Duration::from_millis(50)))
 }
 
-fn error_policy(_: Arc<ConfigMap>, _: &Error, _: Arc<Term>) -> Action {
+fn error_policy(_: Arc<DynamicObject>, _: &Error, _: Arc<Term>) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 
@@ -103,17 +128,20 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
     let activity = Arc::new(Activity::default());
     let running = {
         let (elector, activity) = (elector.clone(), activity.clone());
-        let api: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
+        let widgets = kube.widgets_of(client.clone(), true);
+        let children: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
         let selector = format!("lock-test={label}");
         tokio::spawn(async move {
             elector
                 .run(|leadership| {
                     let term = Arc::new(Term {
-                        api: api.clone(),
+                        widgets: widgets.clone(),
+                        children: children.clone(),
                         token: leadership.token(),
                         activity: activity.clone(),
                     });
-                    Controller::new(api.clone(), watcher::Config::default().labels(&selector))
+                    let config = watcher::Config::default().labels(&selector);
+                    Controller::new_with(widgets.clone(), config, widget_resource(true))
                         .graceful_shutdown_on(leadership.stopped())
                         .run(reconcile, error_policy, term)
                         .for_each(|_| futures::future::ready(()))
@@ -132,19 +160,15 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
 async fn one_replica_reconciles_at_a_time_and_sigterm_hands_over_after_draining() {
     let kube = Kube::shared().await;
     let (lease, label) = (unique_name("controller"), unique_name("objects"));
-    let api: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let widgets = kube.widgets(true).await;
     for i in 0..2 {
-        let map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(format!("{label}-{i}")),
-                labels: Some([("lock-test".to_owned(), label.clone())].into()),
-                ..ObjectMeta::default()
-            },
-            ..ConfigMap::default()
-        };
-        api.create(&PostParams::default(), &map)
+        let mut widget = DynamicObject::new(&format!("{label}-{i}"), &widget_resource(true));
+        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
+        widget.data = json!({ "spec": { "size": i } });
+        widgets
+            .create(&PostParams::default(), &widget)
             .await
-            .expect("create an object");
+            .expect("create a widget");
     }
 
     let first = replica(kube, &lease, &label, "replica-1").await;
@@ -280,6 +304,16 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
     fenced_update(&api, &object, old_token, set("old"))
         .await
         .expect("the old leader writes");
+    let widgets = kube.widgets(true).await;
+    let mut widget = DynamicObject::new(&object, &widget_resource(true));
+    widget.data = json!({ "spec": { "size": 1 } });
+    widgets
+        .create(&PostParams::default(), &widget)
+        .await
+        .expect("create a widget");
+    write_widget(&widgets, &api, &object, old_token, "old")
+        .await
+        .expect("the old leader applies its child and writes the status");
 
     // The old leader freezes: nothing it sends arrives, and it does not look at its guard.
     connection.freeze(true);
@@ -298,6 +332,9 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
     fenced_update(&api, &object, new_guard.token(), set("new"))
         .await
         .expect("the new leader writes");
+    write_widget(&widgets, &api, &object, new_guard.token(), "new")
+        .await
+        .expect("the new leader applies its child and writes the status");
 
     // It wakes up and writes with its old token: rejected.
     connection.freeze(false);
@@ -314,6 +351,35 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
         .data
         .and_then(|d| d.get("writer").cloned());
     assert_eq!(stands.as_deref(), Some("new"));
+    // Its server-side apply and its status write, late: rejected too.
+    match write_widget(&widgets, &api, &object, old_token, "old, late").await {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented, current), (old_token, new_guard.token()))
+        }
+        other => panic!("expected StaleToken for the apply, got {other:?}"),
+    }
+    match fenced_status(&widgets, &object, old_token, |widget| {
+        widget.data["status"] = json!({ "writer": "old, late" });
+    })
+    .await
+    {
+        Err(Error::StaleToken { presented, current }) => {
+            assert_eq!((presented, current), (old_token, new_guard.token()))
+        }
+        other => panic!("expected StaleToken for the status write, got {other:?}"),
+    }
+    let child = api
+        .get(&format!("{object}-child"))
+        .await
+        .expect("the child");
+    let writer = child.data.and_then(|d| d.get("writer").cloned());
+    assert_eq!(
+        writer.as_deref(),
+        Some("new"),
+        "the new leader's apply stands"
+    );
+    let status = widgets.get(&object).await.expect("the widget").data["status"]["writer"].clone();
+    assert_eq!(status, json!("new"), "the new leader's status stands");
     assert!(!old_guard.is_valid());
     new_guard.release().await.expect("release");
 }

@@ -7,21 +7,17 @@
 
 use std::{future::Future, time::Duration};
 
-use k8s_openapi::{
-    api::{core::v1::ConfigMap, rbac::v1::ClusterRole},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::{core::v1::ConfigMap, rbac::v1::ClusterRole};
 use kube::{
     Api,
-    api::{DynamicObject, ObjectMeta, PatchParams, PostParams},
-    core::{ApiResource, GroupVersionKind},
+    api::{DynamicObject, ObjectMeta, PatchParams},
 };
 use lock_core::{Error, FencingToken, conformance::unique_name};
 use lock_kube::{
     FencedPatch, api_status, fenced_apply, fenced_create, fenced_delete, fenced_patch,
     fenced_status, fenced_update, recorded_token,
 };
-use lock_tests::Kube;
+use lock_tests::{Kube, widget_resource};
 use serde_json::{Value, json};
 
 const STALE: FencingToken = FencingToken::new(7);
@@ -284,69 +280,10 @@ async fn a_stale_delete_is_rejected_and_the_newer_data_stands() {
     assert_eq!(api_status(&missing), Some(404), "{missing}");
 }
 
-/// Creates (once per test binary) a custom resource `Widget` with a status subresource,
-/// namespaced or cluster-scoped, and waits until it is served.
-async fn widgets(namespaced: bool) -> Api<DynamicObject> {
-    let kube = Kube::shared().await;
-    let client = kube.admin().await;
-    let (plural, scope) = if namespaced {
-        ("widgets", "Namespaced")
-    } else {
-        ("clusterwidgets", "Cluster")
-    };
-    let kind = if namespaced {
-        "Widget"
-    } else {
-        "ClusterWidget"
-    };
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": { "name": format!("{plural}.fencing.test") },
-        "spec": {
-            "group": "fencing.test",
-            "names": { "plural": plural, "singular": kind.to_lowercase(), "kind": kind },
-            "scope": scope,
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "subresources": { "status": {} },
-                "schema": { "openAPIV3Schema": {
-                    "type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                } },
-            }],
-        },
-    }))
-    .expect("a CRD");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), &crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => panic!("cannot create the CRD: {error}"),
-    }
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("fencing.test", "v1", kind),
-        plural,
-    );
-    let api: Api<DynamicObject> = if namespaced {
-        Api::namespaced_with(client, kube.namespace(), &resource)
-    } else {
-        Api::all_with(client, &resource)
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while api.list(&Default::default()).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the custom resource {plural} was not served within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    api
-}
-
 /// A Widget recorded with token `token` and status `owner: nobody`; its name.
-async fn widget(api: &Api<DynamicObject>, token: u64) -> String {
+async fn widget(api: &Api<DynamicObject>, namespaced: bool, token: u64) -> String {
     let name = unique_name("widget");
-    let mut object = DynamicObject::new(&name, &api_resource(api));
+    let mut object = DynamicObject::new(&name, &widget_resource(namespaced));
     object.data = json!({ "spec": { "size": 1 } });
     fenced_create(api, FencingToken::new(token), &object)
         .await
@@ -355,16 +292,6 @@ async fn widget(api: &Api<DynamicObject>, token: u64) -> String {
         .await
         .expect("its first status");
     name
-}
-
-fn api_resource(api: &Api<DynamicObject>) -> ApiResource {
-    let url = api.resource_url();
-    let (plural, kind) = if url.contains("clusterwidgets") {
-        ("clusterwidgets", "ClusterWidget")
-    } else {
-        ("widgets", "Widget")
-    };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("fencing.test", "v1", kind), plural)
 }
 
 fn set_status(owner: &'static str) -> impl FnMut(&mut DynamicObject) + Send + 'static {
@@ -386,21 +313,13 @@ async fn assert_newer_status_stands(api: &Api<DynamicObject>, name: &str) {
 /// that first write (`raise`: its token is not recorded yet) or at the status write
 /// itself (the token was already recorded by its term), and rejected either way.
 async fn a_stale_status_write_is_rejected(namespaced: bool, recorded: u64, held: usize) {
-    let api = widgets(namespaced).await;
-    let name = widget(&api, recorded).await;
-    let (stale_name, stale_api) = (name.clone(), api.clone());
+    let api = Kube::shared().await.widgets(namespaced).await;
+    let name = widget(&api, namespaced, recorded).await;
+    let stale_name = name.clone();
     let outcome = interleave(
         held,
         move |client| async move {
-            let url_api: Api<DynamicObject> = if namespaced {
-                Api::namespaced_with(
-                    client,
-                    Kube::shared().await.namespace(),
-                    &api_resource(&stale_api),
-                )
-            } else {
-                Api::all_with(client, &api_resource(&stale_api))
-            };
+            let url_api = Kube::shared().await.widgets_of(client, namespaced);
             fenced_status(&url_api, &stale_name, STALE, set_status("stale")).await
         },
         async {

@@ -7,15 +7,17 @@
 //! `scripts/provision` (the README's test command does).
 //!
 //! ```no_run
-//! use lock_tests::{Proxy, Redis};
+//! use lock_tests::{Proxy, Redis, Served};
 //!
 //! # #[tokio::main] async fn main() {
-//! let redis = Redis::start().await;               // redis-server on a free port
+//! let mut redis = Redis::start().await;           // redis-server on a free port
 //! let proxy = Proxy::to_port(redis.port()).await; // clients connect through it
 //! proxy.blackhole();                              // requests now hang
 //! proxy.heal();
 //! redis.server().pause();                         // SIGSTOP
 //! redis.server().resume();                        // SIGCONT
+//! redis.kill();                                   // SIGKILL, keeping its files
+//! redis.restart().await;                          // the same server again, once it answers
 //! # }
 //! ```
 //!
@@ -36,6 +38,7 @@ mod process;
 mod proxy;
 mod redis;
 mod wait;
+mod widgets;
 
 pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
@@ -43,7 +46,8 @@ pub use etcd::{Etcd, Secure, put_foreign};
 pub use held_write::HeldWrite;
 pub use hostile::{Hostile, reported_and_not_taken};
 pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube, KubeVersion, VERSION_VAR};
-pub use process::{Server, free_port, program};
+pub use process::{Served, Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
 pub use wait::eventually;
+pub use widgets::{WIDGET_GROUP, widget_resource};
