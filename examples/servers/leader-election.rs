@@ -2,31 +2,42 @@
 //! gets SIGTERM: it stops taking work, finishes the reconciles in flight, releases its
 //! Lease, and the standby reconciles at once.
 //!
+//! The controller watches `Widget`s (a custom resource with a status subresource, which
+//! the example defines and creates through the test harness). Every reconcile of a
+//! widget writes with its term's fencing token: its child ConfigMap by a fenced
+//! server-side apply (`lock_kube::fenced_apply`), then the widget's status by a fenced
+//! status write (`lock_kube::fenced_status`). At the end the example reads back the
+//! token each object records: the last leader's.
+//!
 //! Run: `cargo run --example leader-election` (starts a kube-apiserver with the test
 //! harness: run `scripts/provision` once first).
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::{api::core::v1::ConfigMap, serde_json::json};
 use kube::{
-    Api,
-    api::{ObjectMeta, PostParams},
+    Api, Resource, ResourceExt,
+    api::{DynamicObject, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use lock_core::{Error, FencingToken, LeaderElector, Lock, Timing};
-use lock_kube::{KubeBackend, fenced_update, nodelay_client};
-use lock_tests::Kube;
+use lock_kube::{KubeBackend, fenced_apply, fenced_status, nodelay_client, recorded_token};
+use lock_tests::{Kube, widget_resource};
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep},
 };
 
+/// The field manager of the controller's server-side applies.
+const MANAGER: &str = "example-controller";
+
 /// What a term of a replica's controller needs.
 struct Term {
     replica: &'static str,
     token: FencingToken,
-    api: Api<ConfigMap>,
+    widgets: Api<DynamicObject>,
+    children: Api<ConfigMap>,
     started: Instant,
 }
 
@@ -37,24 +48,44 @@ fn log(started: Instant, who: &str, what: impl std::fmt::Display) {
     );
 }
 
-async fn reconcile(object: Arc<ConfigMap>, term: Arc<Term>) -> Result<Action, Error> {
-    let name = object.metadata.name.clone().unwrap_or_default();
+/// The child ConfigMap of widget `name`.
+fn child_of(name: &str) -> String {
+    format!("{name}-config")
+}
+
+async fn reconcile(widget: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action, Error> {
+    let name = widget.name_any();
+    let child = child_of(&name);
     log(
         term.started,
         term.replica,
-        format!("reconciles {name} with token {}", term.token),
+        format!(
+            "reconciles {name} with token {}: applies {child}, writes its status",
+            term.token
+        ),
     );
     sleep(Duration::from_millis(300)).await; // the work
-    fenced_update(&term.api, &name, term.token, |map| {
-        map.data
-            .get_or_insert_with(Default::default)
-            .insert("owner".into(), term.replica.into());
+    // The child, owned by the widget: a server-side apply of the fields this controller
+    // manages, rejected with StaleToken if a newer leader has written the child.
+    let owner = widget.controller_owner_ref(&widget_resource(true));
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "ownerReferences": owner.into_iter().collect::<Vec<_>>() },
+        "data": { "owner": term.replica, "size": widget.data["spec"]["size"].to_string() },
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    fenced_apply(&term.children, &child, term.token, &params, &config).await?;
+    // The widget's status (its /status subresource): the term's first status write
+    // raises the token on the widget, so a former leader's late one is rejected too.
+    fenced_status(&term.widgets, &name, term.token, |widget| {
+        widget.data["status"] = json!({ "child": child, "reconciledBy": term.replica });
     })
     .await?;
     Ok(Action::requeue(Duration::from_millis(700)))
 }
 
-fn error_policy(_: Arc<ConfigMap>, error: &Error, term: Arc<Term>) -> Action {
+fn error_policy(_: Arc<DynamicObject>, error: &Error, term: Arc<Term>) -> Action {
     log(
         term.started,
         term.replica,
@@ -78,7 +109,8 @@ async fn replica(
     )
     .timing(Timing::new(Duration::from_secs(15)))
     .build()?;
-    let api: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
+    let widgets = kube.widgets_of(client.clone(), true);
+    let children: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
     LeaderElector::new(lock)
         .run_until(
             |leadership| {
@@ -90,14 +122,16 @@ async fn replica(
                 let term = Arc::new(Term {
                     replica,
                     token: leadership.token(),
-                    api: api.clone(),
+                    widgets: widgets.clone(),
+                    children: children.clone(),
                     started,
                 });
                 let stopping = leadership.stopped();
                 async move {
-                    Controller::new(
-                        term.api.clone(),
+                    Controller::new_with(
+                        term.widgets.clone(),
                         watcher::Config::default().labels("app=example"),
+                        widget_resource(true),
                     )
                     .graceful_shutdown_on(async move {
                         stopping.await;
@@ -120,23 +154,49 @@ async fn replica(
     Ok(())
 }
 
+/// Who last wrote widget `name`'s status and its child, and the tokens they record.
+async fn report(
+    kube: &Kube,
+    started: Instant,
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin = kube.admin().await;
+    let widget = kube.widgets_of(admin.clone(), true).get(name).await?;
+    let child = Api::<ConfigMap>::namespaced(admin, kube.namespace())
+        .get(&child_of(name))
+        .await?;
+    let token = |recorded: Option<FencingToken>| {
+        recorded.map_or_else(|| "none".to_owned(), |token| token.to_string())
+    };
+    let owner = child.data.as_ref().and_then(|data| data.get("owner"));
+    log(
+        started,
+        "demo",
+        format!(
+            "{name}: status by {} (token {}), {} by {} (token {})",
+            widget.data["status"]["reconciledBy"]
+                .as_str()
+                .unwrap_or("nobody"),
+            token(recorded_token(&widget, name)?),
+            child_of(name),
+            owner.map_or("nobody", String::as_str),
+            token(recorded_token(&child, &child_of(name))?),
+        ),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let kube = Kube::start().await;
-    log(started, "demo", "kube-apiserver ready");
-    let api: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
-    for name in ["alpha", "beta"] {
-        let labels = [("app".to_owned(), "example".to_owned())].into();
-        let map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(labels),
-                ..ObjectMeta::default()
-            },
-            ..ConfigMap::default()
-        };
-        api.create(&PostParams::default(), &map).await?;
+    let widgets = kube.widgets(true).await;
+    log(started, "demo", "kube-apiserver ready, Widget defined");
+    for (size, name) in ["alpha", "beta"].into_iter().enumerate() {
+        let mut widget = DynamicObject::new(name, &widget_resource(true));
+        widget.metadata.labels = Some([("app".to_owned(), "example".to_owned())].into());
+        widget.data = json!({ "spec": { "size": size + 1 } });
+        widgets.create(&PostParams::default(), &widget).await?;
     }
     let kube = Arc::new(kube);
 
@@ -179,5 +239,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sleep(Duration::from_secs(2)).await;
     let _ = stop_second.send(());
     second.await??;
+    for name in ["alpha", "beta"] {
+        report(&kube, started, name).await?;
+    }
     Ok(())
 }

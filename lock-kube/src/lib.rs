@@ -10,7 +10,7 @@
 //! let lock = Lock::new(KubeBackend::new(client, "my-namespace"), "my-controller", "pod-a")?;
 //! LeaderElector::new(lock)
 //!     .run(|leadership| async move {
-//!         // reconcile, writing with leadership.token() through fenced_update
+//!         // reconcile, writing with leadership.token() (see Fenced writes)
 //!         leadership.stopping().await;
 //!     })
 //!     .await?;
@@ -58,6 +58,118 @@
 //!   [`lock_core::Error::Unsupported`] ("the apiserver's resourceVersion … is not a
 //!   number, so it cannot be a fencing token"), never a guessed token.
 //!
+//! # Fenced writes
+//!
+//! A leader writes Kubernetes objects with its term's token
+//! ([`Leadership::token`](lock_core::Leadership::token),
+//! [`Guard::token`](lock_core::Guard::token)), and a former leader that wakes up late
+//! has its writes rejected. Every kind of write has its function, for typed objects and
+//! [`DynamicObject`](kube::api::DynamicObject)s (custom resources), namespaced or
+//! cluster-scoped:
+//!
+//! ```no_run
+//! use k8s_openapi::api::{apps::v1::{Deployment, DeploymentStatus}, core::v1::ConfigMap};
+//! use kube::{Api, api::{ObjectMeta, PatchParams}};
+//! use lock_kube::{
+//!     FencedPatch, fenced_apply, fenced_create, fenced_delete, fenced_patch, fenced_status,
+//!     fenced_update,
+//! };
+//! use serde_json::json;
+//!
+//! # async fn run(client: kube::Client, leadership: lock_core::Leadership) -> lock_core::Result<()> {
+//! let token = leadership.token();
+//! let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "my-namespace");
+//!
+//! // Update: read, change, replace.
+//! fenced_update(&maps, "state", token, |map| {
+//!     map.data.get_or_insert_with(Default::default).insert("phase".into(), "done".into());
+//! })
+//! .await?;
+//!
+//! // Server-side apply of the fields this manager owns; creates the object if absent.
+//! let config = json!({ "apiVersion": "v1", "kind": "ConfigMap", "data": { "phase": "done" } });
+//! let params = PatchParams::apply("my-controller").force();
+//! fenced_apply(&maps, "state", token, &params, &config).await?;
+//!
+//! // The /status subresource.
+//! let deployments: Api<Deployment> = Api::namespaced(client, "my-namespace");
+//! fenced_status(&deployments, "web", token, |deployment| {
+//!     deployment.status.get_or_insert_with(DeploymentStatus::default).observed_generation = Some(3);
+//! })
+//! .await?;
+//!
+//! // Merge patch (RFC 7386) or JSON patch (RFC 6902), for large objects.
+//! let merge = FencedPatch::Merge(json!({ "data": { "step": "2" } }));
+//! fenced_patch(&maps, "state", token, &merge).await?;
+//! let operations = FencedPatch::Json(json!([{ "op": "remove", "path": "/data/step" }]));
+//! fenced_patch(&maps, "state", token, &operations).await?;
+//!
+//! // Delete, with the resourceVersion and uid checked as its preconditions.
+//! fenced_delete(&maps, "state", token).await?;
+//!
+//! // Create, recording the token on the new object (see below for what it cannot promise).
+//! let child = ConfigMap {
+//!     metadata: ObjectMeta { name: Some("child".into()), ..ObjectMeta::default() },
+//!     ..ConfigMap::default()
+//! };
+//! fenced_create(&maps, token, &child).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! What they promise, whatever the kind of write:
+//!
+//! - **One check.** A write reads the object and checks `token` against the token the
+//!   object records (its [`FENCING_TOKEN_ANNOTATION`] annotation, read by
+//!   [`recorded_token`]): a lower one is stale.
+//! - **Conditional on what was checked.** The write is sent conditional on the
+//!   resourceVersion it checked (a replace's, a patch's or an apply's
+//!   `metadata.resourceVersion`, a delete's preconditions) and records `token` in the same
+//!   write, so the recorded token never goes down. A status write ignores metadata: the
+//!   first one of a term raises the token on the object (conditional the same way), then
+//!   writes `/status` conditional on the version that returned.
+//! - **A newer writer makes a stale one conflict, then be rejected.** Any write to the
+//!   object between our check and our send changes its resourceVersion, so our write
+//!   conflicts (409) and the object is read and checked again. If that write was a newer
+//!   leader's, the object now records its larger token, and ours is rejected without
+//!   writing anything, however long we were paused between the check and the send.
+//!
+//! **A create cannot be fenced**: it is conditional only on the name being free, so a
+//! former leader can still create an object that a newer leader deleted or never made.
+//! [`fenced_create`] records the creator's token (later stale writes to the object are
+//! rejected) and never overwrites; create only through it or [`fenced_apply`], and let
+//! the leader's reconcile delete with [`fenced_delete`] what it does not want (stamp and
+//! sweep: [`fenced_create`]'s docs say how).
+//!
+//! Errors:
+//!
+//! - [`StaleToken`](lock_core::Error::StaleToken) `{ presented, current }`: a newer token
+//!   (`current`) has written the object, and this write was not made. The term is over:
+//!   stop writing.
+//! - An apiserver error, whose HTTP status [`api_status`] reads: **404** the object (or
+//!   its namespace) does not exist (an apply creates an absent object instead); **403**
+//!   RBAC forbids the request (the message names the verbs that kind of write needs);
+//!   **409** other writers kept changing the object between our read and our write more
+//!   times in a row than the write retries (transient: try again later), or a server-side
+//!   apply conflicts with another field manager's fields (not transient: apply with
+//!   `force()` or leave those fields out).
+//!
+//! ```no_run
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use lock_core::Error;
+//! use lock_kube::{api_status, fenced_delete};
+//!
+//! # async fn run(maps: kube::Api<ConfigMap>, token: lock_core::FencingToken) -> lock_core::Result<()> {
+//! match fenced_delete(&maps, "state", token).await {
+//!     Ok(_) => {}
+//!     Err(Error::StaleToken { current, .. }) => {
+//!         println!("a newer leader (token {current}) wrote it: this term is over");
+//!     }
+//!     Err(error) if api_status(&error) == Some(404) => {} // already gone
+//!     Err(error) => return Err(error),
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Leader-gated controllers
 //!
 //! Run a kube-runtime `Controller` only while leading, and let it drain on step-down:
@@ -76,7 +188,7 @@
 //!             // On step-down: stop taking work and finish the reconciles in flight;
 //!             // the Lease is released after that.
 //!             .graceful_shutdown_on(leadership.stopped())
-//!             // The reconciler writes through fenced_update with this term's token.
+//!             // The reconciler makes fenced writes with this term's token.
 //!             .run(reconcile, error_policy, Arc::new(leadership.token()))
 //!             .for_each(|_| futures::future::ready(()))
 //!     })
@@ -85,7 +197,10 @@
 //! ```
 //!
 //! If the Lease is lost, the controller is dropped at once and the replica campaigns
-//! again. `cargo run --example leader-election` shows a SIGTERM hand-over.
+//! again. `cargo run --example leader-election` shows a SIGTERM hand-over between two
+//! replicas of a controller over a custom resource, whose reconcile applies each
+//! object's child ConfigMap with [`fenced_apply`] and writes its status with
+//! [`fenced_status`].
 //!
 //! # Coordinated leader election
 //!
@@ -178,6 +293,11 @@
 //!   resources: ["leases"]
 //!   verbs: ["get", "list", "watch", "create", "update"]
 //! ```
+//!
+//! Fenced writes need, on the objects they write: `get` and `update` ([`fenced_update`]);
+//! `get`, `create` and `patch` ([`fenced_apply`]); `get` and `patch`, and `update` on the
+//! status subresource ([`fenced_status`]); `get` and `patch` ([`fenced_patch`]); `get`
+//! and `delete` ([`fenced_delete`]); `create` ([`fenced_create`]).
 //!
 //! # Timing
 //!
