@@ -7,7 +7,7 @@ use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
 };
 use lock_etcd::{EtcdBackend, fenced_delete, fenced_put, fenced_txn};
-use lock_tests::{Etcd, Proxy, put_foreign};
+use lock_tests::{Etcd, Proxy, Served, put_foreign};
 use tokio::time::{Instant, sleep};
 
 const TTL: Duration = Duration::from_secs(3);

@@ -6,7 +6,7 @@ use lock_core::{
     Error, FencingToken, Lock, LockName, LossReason, Timing, conformance::unique_name,
 };
 use lock_redis::{RedisBackend, fenced_delete, fenced_set};
-use lock_tests::{Proxy, Redis};
+use lock_tests::{Proxy, Redis, Served};
 use redis::AsyncCommands;
 use tokio::time::Instant;
 

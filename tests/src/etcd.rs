@@ -1,19 +1,19 @@
 //! etcd from Debian's `etcd-server`, on loopback: plain, or secured with TLS, client
 //! certificates and password authentication.
 
-use std::{ffi::OsString, path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf};
 
 use etcd_client::{Certificate, ConnectOptions, Identity, PutOptions, TlsOptions};
 
 use crate::{
     certificates::Certificates,
-    process::{Server, free_port, program},
+    process::{Served, Server, free_port, program},
 };
 
 /// A single-member etcd cluster on 127.0.0.1, stopped on drop.
 ///
-/// Its data lives in its own folder, so [`kill`](Etcd::kill) and
-/// [`restart`](Etcd::restart) keep every key and revision.
+/// Its data lives in its own folder, so [`kill`](Served::kill) and
+/// [`restart`](Served::restart) keep every key and revision.
 #[derive(Debug)]
 pub struct Etcd {
     server: Server,
@@ -122,25 +122,6 @@ impl Etcd {
         etcd
     }
 
-    async fn wait_until_ready(&self) {
-        let url = self.url();
-        self.server
-            .wait_until_ready(Duration::from_secs(30), || async {
-                // Ready, and ours: its only member has our name.
-                let Ok(mut client) =
-                    etcd_client::Client::connect([url.as_str()], self.options(false)).await
-                else {
-                    return false;
-                };
-                client.member_list().await.is_ok_and(|list| {
-                    list.members()
-                        .iter()
-                        .any(|member| member.name() == member_name(self.client_port))
-                })
-            })
-            .await;
-    }
-
     /// The client URL, `http://127.0.0.1:PORT` (`https://` when secured).
     pub fn url(&self) -> String {
         let scheme = if self.secure.is_some() {
@@ -190,21 +171,29 @@ impl Etcd {
     pub async fn client(&self) -> etcd_client::Client {
         self.connect(true).await
     }
+}
 
-    /// The server process, for pausing and resuming.
-    pub fn server(&self) -> &Server {
+/// Killed, etcd keeps its data; restarted, it has the same data and port.
+impl Served for Etcd {
+    async fn answers(&self) -> bool {
+        // Ready, and ours: its only member has our name.
+        let Ok(mut client) = etcd_client::Client::connect([self.url()], self.options(false)).await
+        else {
+            return false;
+        };
+        client.member_list().await.is_ok_and(|list| {
+            list.members()
+                .iter()
+                .any(|member| member.name() == member_name(self.client_port))
+        })
+    }
+
+    fn server(&self) -> &Server {
         &self.server
     }
 
-    /// Kills etcd with SIGKILL; its data stays for [`restart`](Etcd::restart).
-    pub fn kill(&mut self) {
-        self.server.kill();
-    }
-
-    /// Starts etcd again on the same data and port, and waits until it answers.
-    pub async fn restart(&mut self) {
-        self.server.restart();
-        self.wait_until_ready().await;
+    fn server_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 }
 

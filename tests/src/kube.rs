@@ -32,7 +32,7 @@ use tokio::sync::OnceCell;
 use crate::{
     certificates::{Certificates, openssl},
     etcd::Etcd,
-    process::{Server, free_port, program},
+    process::{Served, Server, free_port, program},
 };
 
 /// The variable naming a kubeconfig to test against instead of a local apiserver.
@@ -247,42 +247,6 @@ impl Kube {
         kube
     }
 
-    /// Kills the apiserver with SIGKILL and starts it again on the same port and
-    /// certificates; its etcd keeps every object. Returns once it answers `/readyz` and
-    /// the tests' namespace exists.
-    pub async fn restart_apiserver(&mut self) {
-        let Cluster::Local { apiserver, .. } = &mut self.cluster else {
-            panic!("an external cluster's apiserver cannot be restarted by the tests");
-        };
-        apiserver.restart();
-        self.wait_until_ready().await;
-    }
-
-    async fn wait_until_ready(&self) {
-        let Cluster::Local { apiserver, .. } = &self.cluster else {
-            return;
-        };
-        apiserver
-            .wait_until_ready(Duration::from_secs(90), || async {
-                // `/readyz` says "ok" before the bootstrap controller has created the
-                // `default` namespace the tests use, so wait for that too.
-                let admin = self.admin().await;
-                let ready = http::Request::get("/readyz").body(Vec::new());
-                let namespace =
-                    http::Request::get(format!("/api/v1/namespaces/{}", self.namespace()))
-                        .body(Vec::new());
-                let (Ok(ready), Ok(namespace)) = (ready, namespace) else {
-                    return false;
-                };
-                admin
-                    .request_text(ready)
-                    .await
-                    .is_ok_and(|body| body == "ok")
-                    && admin.request_text(namespace).await.is_ok()
-            })
-            .await;
-    }
-
     /// Connects to the cluster a kubeconfig names; its user must be allowed to
     /// impersonate, for [`forbidden`](Kube::forbidden).
     pub async fn external(kubeconfig: PathBuf) -> Self {
@@ -384,7 +348,8 @@ impl Kube {
         config
     }
 
-    /// The apiserver process, for pausing, killing and restarting (local clusters only).
+    /// The apiserver process, for pausing (local clusters only; [`Served`] has the
+    /// controls).
     pub fn apiserver(&self) -> Option<&Server> {
         match &self.cluster {
             Cluster::Local { apiserver, .. } => Some(apiserver),
@@ -392,6 +357,45 @@ impl Kube {
         }
     }
 }
+
+/// A local cluster's apiserver: killed, its etcd keeps every object; restarted, it has
+/// the same port and certificates, and is ready once it answers `/readyz` and the tests'
+/// namespace exists. An external cluster's apiserver is not the tests' to control: its
+/// [`server`](Served::server) panics.
+impl Served for Kube {
+    const STARTUP: Duration = Duration::from_secs(90);
+
+    async fn answers(&self) -> bool {
+        // `/readyz` says "ok" before the bootstrap controller has created the `default`
+        // namespace the tests use, so wait for that too.
+        let admin = self.admin().await;
+        let ready = http::Request::get("/readyz").body(Vec::new());
+        let namespace =
+            http::Request::get(format!("/api/v1/namespaces/{}", self.namespace())).body(Vec::new());
+        let (Ok(ready), Ok(namespace)) = (ready, namespace) else {
+            return false;
+        };
+        admin
+            .request_text(ready)
+            .await
+            .is_ok_and(|body| body == "ok")
+            && admin.request_text(namespace).await.is_ok()
+    }
+
+    fn server(&self) -> &Server {
+        self.apiserver().unwrap_or_else(|| panic!("{EXTERNAL}"))
+    }
+
+    fn server_mut(&mut self) -> &mut Server {
+        match &mut self.cluster {
+            Cluster::Local { apiserver, .. } => apiserver,
+            Cluster::External { .. } => panic!("{EXTERNAL}"),
+        }
+    }
+}
+
+const EXTERNAL: &str =
+    "an external cluster's apiserver cannot be paused, killed or restarted by the tests";
 
 /// The apiserver and etcd binaries to run.
 fn binaries(version: KubeVersion) -> (PathBuf, PathBuf) {

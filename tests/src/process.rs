@@ -5,6 +5,9 @@
 //! but our pipe: when this test process ends, however it ends (a panic, an abort, a
 //! SIGKILL), the pipe closes and the lifeline kills the server and removes its folder.
 //! So a server shared by a whole test binary never outlives it, without any unsafe code.
+//!
+//! Every server of the harness that one such process serves (etcd, Redis, a local
+//! kube-apiserver) is [`Served`]: the same controls for each, from its readiness check.
 
 use std::{
     collections::BTreeSet,
@@ -247,6 +250,46 @@ impl Server {
                 );
             }
             sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A server of the harness served by one [`Server`] process, with a check that it
+/// answers: its process to pause and resume, SIGKILL, and a restart that returns once it
+/// answers again, the same for every such server.
+pub trait Served: Send + Sync {
+    /// How long it may take to answer after a start or a restart.
+    const STARTUP: Duration = Duration::from_secs(30);
+
+    /// One try: whether the server answers, and is the one started (not another server
+    /// on a port ours failed to bind).
+    fn answers(&self) -> impl Future<Output = bool> + Send;
+
+    /// The server process, for pausing and resuming.
+    fn server(&self) -> &Server;
+
+    /// The server process, for killing and restarting.
+    fn server_mut(&mut self) -> &mut Server;
+
+    /// Waits until the server [`answers`](Served::answers), failing with its log if it
+    /// exits or takes longer than [`STARTUP`](Served::STARTUP).
+    fn wait_until_ready(&self) -> impl Future<Output = ()> + Send {
+        self.server()
+            .wait_until_ready(Self::STARTUP, || self.answers())
+    }
+
+    /// Kills the server with SIGKILL; its folder (data, configuration) stays for
+    /// [`restart`](Served::restart).
+    fn kill(&mut self) {
+        self.server_mut().kill();
+    }
+
+    /// Starts the server again with the same arguments on the same folder and ports, and
+    /// waits until it answers.
+    fn restart(&mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            self.server_mut().restart();
+            self.wait_until_ready().await;
         }
     }
 }

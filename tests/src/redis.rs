@@ -1,8 +1,8 @@
 //! Redis from Debian's `redis-server`, on loopback.
 
-use std::{ffi::OsString, time::Duration};
+use std::ffi::OsString;
 
-use crate::process::{Server, free_port, program};
+use crate::process::{Served, Server, free_port, program};
 
 /// A connection to a Redis server (or a proxy in front of one) on `127.0.0.1:port`,
 /// without a response timeout of the client's own: each test bounds the requests it
@@ -85,26 +85,6 @@ impl Redis {
         redis
     }
 
-    async fn wait_until_ready(&self) {
-        let url = self.url();
-        let dir = self.server.dir().display().to_string();
-        self.server
-            .wait_until_ready(Duration::from_secs(30), || async {
-                let Ok(client) = redis::Client::open(url.as_str()) else {
-                    return false;
-                };
-                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
-                    return false;
-                };
-                // Ready, and ours: it works in our folder.
-                let mut config_get = redis::cmd("CONFIG");
-                config_get.arg("GET").arg("dir");
-                let config = config_get.query_async::<Vec<String>>(&mut connection).await;
-                config.is_ok_and(|pair| pair.get(1) == Some(&dir))
-            })
-            .await;
-    }
-
     /// The URL, `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -125,20 +105,31 @@ impl Redis {
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
         connect_redis(self.port).await
     }
+}
 
-    /// The server process, for pausing and resuming.
-    pub fn server(&self) -> &Server {
+/// Killed, Redis keeps its files; restarted, it has the same options, folder and port
+/// (and, with [`Persistence::AppendOnly`], every acknowledged write).
+impl Served for Redis {
+    async fn answers(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        // Ready, and ours: it works in our folder.
+        let dir = self.server.dir().display().to_string();
+        let mut config_get = redis::cmd("CONFIG");
+        config_get.arg("GET").arg("dir");
+        let config = config_get.query_async::<Vec<String>>(&mut connection).await;
+        config.is_ok_and(|pair| pair.get(1) == Some(&dir))
+    }
+
+    fn server(&self) -> &Server {
         &self.server
     }
 
-    /// Kills Redis with SIGKILL; its files stay for [`restart`](Redis::restart).
-    pub fn kill(&mut self) {
-        self.server.kill();
-    }
-
-    /// Starts Redis again with the same options on the same folder and port.
-    pub async fn restart(&mut self) {
-        self.server.restart();
-        self.wait_until_ready().await;
+    fn server_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
-use lock_tests::Etcd;
+use lock_tests::{Etcd, Served};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test]

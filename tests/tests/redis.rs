@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock_tests::{Persistence, Redis};
+use lock_tests::{Persistence, Redis, Served};
 use redis::AsyncCommands;
 
 async fn connect(redis: &Redis) -> redis::aio::MultiplexedConnection {

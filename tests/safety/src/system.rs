@@ -1,11 +1,12 @@
 //! What the suite needs from a backend: locks and fenced stores for contenders, links
 //! the nemesis can cut, and control over the server.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use lock_core::{Backend, Faulty, FencingToken, MemoryBackend};
-use lock_tests::Proxy;
+use lock_tests::{Proxy, Served};
+use tokio::sync::Mutex;
 
 use crate::nemesis::Nemesis;
 
@@ -93,17 +94,35 @@ impl Link {
 }
 
 /// A backend under test, with its server.
+///
+/// A system that one process of the harness serves (etcd, Redis, an apiserver) names
+/// it as its [`process`](System::process) and takes the defaults: the process' name, a
+/// proxy of its own to the server for each contender, the store of a connection
+/// straight to the server, and the nemesis' controls on the process. A system without
+/// one overrides them all.
 #[async_trait]
 pub trait System: Send + Sync + 'static {
-    /// The backend's name for the table.
-    fn name(&self) -> &'static str;
+    /// The harness process serving this system, for the defaults; `None` by default.
+    fn process(&self) -> Option<&Process> {
+        None
+    }
+
+    /// The backend's name for the table: by default, the one its process was given.
+    fn name(&self) -> &'static str {
+        process(self).name
+    }
 
     /// Whether this backend can suffer `nemesis` (the in-memory backend has no server
-    /// to restart, for one).
-    fn supports(&self, nemesis: Nemesis) -> bool;
+    /// to restart, for one). By default every nemesis but [`Nemesis::DataLoss`]: losing
+    /// its data is not a fault a server of record promises to survive.
+    fn supports(&self, nemesis: Nemesis) -> bool {
+        nemesis != Nemesis::DataLoss
+    }
 
     /// A new link to the server for one contender.
-    async fn link(&self) -> Link;
+    async fn link(&self) -> Link {
+        Link::Proxy(Proxy::to_port(process(self).port()).await)
+    }
 
     /// Prepares the fenced store of lock `name` (e.g. creates the object it writes).
     async fn prepare(&self, _name: &str) {}
@@ -116,17 +135,108 @@ pub trait System: Send + Sync + 'static {
 
     /// The backend's fenced store of lock `name`, connected directly, to read the end
     /// state; `None` if the backend has no store of its own.
-    async fn store(&self, name: &str) -> Option<Box<dyn Store>>;
+    async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
+        let (_, store) = self.connect(Route::Port(process(self).port()), name).await;
+        store
+    }
 
     /// Freezes the server (SIGSTOP).
-    async fn pause_server(&self);
+    async fn pause_server(&self) {
+        process(self).server.pause().await;
+    }
 
     /// Thaws the server (SIGCONT).
-    async fn resume_server(&self);
+    async fn resume_server(&self) {
+        process(self).server.resume().await;
+    }
 
     /// Kills the server (SIGKILL) and starts it again, with or without its data; returns
     /// once it answers.
-    async fn restart_server(&self, lose_data: bool);
+    async fn restart_server(&self, lose_data: bool) {
+        assert!(
+            !lose_data || self.supports(Nemesis::DataLoss),
+            "{} does not suffer losing its data",
+            self.name()
+        );
+        process(self).server.restart(lose_data).await;
+    }
+}
+
+/// The harness process serving a system: the backend's name for the table, its server
+/// (behind a lock for the nemesis), and the port contenders reach it on.
+pub struct Process {
+    name: &'static str,
+    server: Box<dyn Control>,
+    port: u16,
+}
+
+impl Process {
+    /// `server` of backend `name`, listening on `port`.
+    pub fn new(name: &'static str, server: impl Served + 'static, port: u16) -> Self {
+        Self {
+            name,
+            server: Box::new(Mutex::new(server)),
+            port,
+        }
+    }
+
+    /// The port contenders reach the server on (each through a proxy of its own).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn process<S: System + ?Sized>(system: &S) -> &Process {
+    system
+        .process()
+        .expect("a system without a server process overrides what needs one")
+}
+
+/// What the nemesis does to a harness server.
+#[async_trait]
+trait Control: Send + Sync {
+    async fn pause(&self);
+    async fn resume(&self);
+    async fn restart(&self, lose_data: bool);
+}
+
+#[async_trait]
+impl<S: Served + 'static> Control for Mutex<S> {
+    async fn pause(&self) {
+        self.lock().await.server().pause();
+    }
+
+    async fn resume(&self) {
+        self.lock().await.server().resume();
+    }
+
+    async fn restart(&self, lose_data: bool) {
+        let mut server = self.lock().await;
+        server.kill();
+        if lose_data {
+            remove_data(server.server().dir());
+        }
+        server.restart().await;
+    }
+}
+
+/// Removes everything in a killed server's folder but its log.
+fn remove_data(dir: &Path) {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            continue; // the server's log, not its data
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.unwrap_or_else(|error| panic!("cannot remove {}: {error}", path.display()));
+    }
 }
 
 /// The timing every scenario uses: the drift margin is the declared bound on a pause

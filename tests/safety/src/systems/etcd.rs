@@ -6,18 +6,14 @@ use async_trait::async_trait;
 use etcd_client::Client;
 use lock_core::{Error, FencingToken};
 use lock_etcd::{EtcdBackend, fenced_put};
-use lock_tests::{Etcd, Proxy};
-use tokio::sync::Mutex;
+use lock_tests::Etcd;
 
-use crate::{
-    nemesis::Nemesis,
-    system::{Connection, Link, Route, Store, System},
-};
+use crate::system::{Connection, Process, Route, Store, System};
 
-/// An etcd of the suite's own.
+/// An etcd of the suite's own. etcd is the store of record: losing its data is not a
+/// fault it promises to survive, so it does not suffer [`DataLoss`](crate::Nemesis::DataLoss).
 pub struct EtcdSystem {
-    etcd: Mutex<Etcd>,
-    port: u16,
+    etcd: Process,
 }
 
 impl EtcdSystem {
@@ -26,8 +22,7 @@ impl EtcdSystem {
         let etcd = Etcd::start().await;
         let port = etcd.port();
         Self {
-            etcd: Mutex::new(etcd),
-            port,
+            etcd: Process::new("etcd", etcd, port),
         }
     }
 }
@@ -74,41 +69,13 @@ impl Store for KeyStore {
 
 #[async_trait]
 impl System for EtcdSystem {
-    fn name(&self) -> &'static str {
-        "etcd"
-    }
-
-    fn supports(&self, nemesis: Nemesis) -> bool {
-        // etcd is the store of record: losing its data is not a fault it promises to
-        // survive.
-        nemesis != Nemesis::DataLoss
-    }
-
-    async fn link(&self) -> Link {
-        Link::Proxy(Proxy::to_port(self.port).await)
+    fn process(&self) -> Option<&Process> {
+        Some(&self.etcd)
     }
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
         let client = connect(route.port()).await;
         let store = KeyStore::new(client.clone(), name);
         (Arc::new(EtcdBackend::new(client)), Some(Box::new(store)))
-    }
-
-    async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
-        Some(Box::new(KeyStore::new(connect(self.port).await, name)))
-    }
-
-    async fn pause_server(&self) {
-        self.etcd.lock().await.server().pause();
-    }
-
-    async fn resume_server(&self) {
-        self.etcd.lock().await.server().resume();
-    }
-
-    async fn restart_server(&self, _lose_data: bool) {
-        let mut etcd = self.etcd.lock().await;
-        etcd.kill();
-        etcd.restart().await;
     }
 }

@@ -8,19 +8,15 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, api::PostParams};
 use lock_core::{Error, FencingToken};
 use lock_kube::{KubeBackend, fenced_update, nodelay_client};
-use lock_tests::{Kube, Proxy};
-use tokio::sync::Mutex;
+use lock_tests::Kube;
 
-use crate::{
-    nemesis::Nemesis,
-    system::{Connection, Link, Route, Store, System},
-};
+use crate::system::{Connection, Process, Route, Store, System};
 
-/// A local apiserver of the suite's own.
+/// A local apiserver of the suite's own. It keeps its data in etcd, so it does not
+/// suffer [`DataLoss`](crate::Nemesis::DataLoss): losing it is etcd's scenario.
 pub struct KubeSystem {
-    kube: Mutex<Kube>,
+    apiserver: Process,
     config: kube::Config,
-    port: u16,
     namespace: String,
 }
 
@@ -35,9 +31,8 @@ impl KubeSystem {
             .expect("the apiserver URL names its port");
         let namespace = kube.namespace().to_owned();
         Self {
-            kube: Mutex::new(kube),
+            apiserver: Process::new("kube", kube, port),
             config,
-            port,
             namespace,
         }
     }
@@ -48,10 +43,6 @@ impl KubeSystem {
             .parse()
             .expect("a valid URL");
         nodelay_client(config).expect("a kube client")
-    }
-
-    fn config_maps(&self, port: u16) -> Api<ConfigMap> {
-        Api::namespaced(self.client(port), &self.namespace)
     }
 }
 
@@ -85,17 +76,8 @@ impl Store for ConfigMapStore {
 
 #[async_trait]
 impl System for KubeSystem {
-    fn name(&self) -> &'static str {
-        "kube"
-    }
-
-    fn supports(&self, nemesis: Nemesis) -> bool {
-        // The apiserver keeps its data in etcd; losing it is etcd's scenario.
-        nemesis != Nemesis::DataLoss
-    }
-
-    async fn link(&self) -> Link {
-        Link::Proxy(Proxy::to_port(self.port).await)
+    fn process(&self) -> Option<&Process> {
+        Some(&self.apiserver)
     }
 
     async fn prepare(&self, name: &str) {
@@ -106,7 +88,7 @@ impl System for KubeSystem {
             },
             ..Default::default()
         };
-        self.config_maps(self.port)
+        Api::namespaced(self.client(self.apiserver.port()), &self.namespace)
             .create(&PostParams::default(), &map)
             .await
             .expect("create the fenced ConfigMap");
@@ -122,26 +104,5 @@ impl System for KubeSystem {
             Arc::new(KubeBackend::new(client, &self.namespace)),
             Some(Box::new(store)),
         )
-    }
-
-    async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
-        Some(Box::new(ConfigMapStore {
-            api: self.config_maps(self.port),
-            name: name.to_owned(),
-        }))
-    }
-
-    async fn pause_server(&self) {
-        let kube = self.kube.lock().await;
-        kube.apiserver().expect("a local apiserver").pause();
-    }
-
-    async fn resume_server(&self) {
-        let kube = self.kube.lock().await;
-        kube.apiserver().expect("a local apiserver").resume();
-    }
-
-    async fn restart_server(&self, _lose_data: bool) {
-        self.kube.lock().await.restart_apiserver().await;
     }
 }

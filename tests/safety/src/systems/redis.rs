@@ -6,19 +6,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use lock_core::{Error, FencingToken};
 use lock_redis::{RedisBackend, fenced_set};
-use lock_tests::{Persistence, Proxy, Redis};
+use lock_tests::{Persistence, Redis};
 use redis::{AsyncCommands, aio::ConnectionManager};
-use tokio::sync::Mutex;
 
 use crate::{
     nemesis::Nemesis,
-    system::{Connection, Link, Route, Store, System},
+    system::{Connection, Process, Route, Store, System},
 };
 
 /// A redis-server of the suite's own, with `appendfsync always`.
 pub struct RedisSystem {
-    redis: Mutex<Redis>,
-    port: u16,
+    redis: Process,
 }
 
 impl RedisSystem {
@@ -27,8 +25,7 @@ impl RedisSystem {
         let redis = Redis::start_with(Persistence::AppendOnly).await;
         let port = redis.port();
         Self {
-            redis: Mutex::new(redis),
-            port,
+            redis: Process::new("redis", redis, port),
         }
     }
 }
@@ -70,57 +67,19 @@ impl Store for KeyStore {
 
 #[async_trait]
 impl System for RedisSystem {
-    fn name(&self) -> &'static str {
-        "redis"
+    fn process(&self) -> Option<&Process> {
+        Some(&self.redis)
     }
 
+    /// Every nemesis, data loss included: Redis' durability is the assumption the suite
+    /// breaks on purpose.
     fn supports(&self, _nemesis: Nemesis) -> bool {
         true
-    }
-
-    async fn link(&self) -> Link {
-        Link::Proxy(Proxy::to_port(self.port).await)
     }
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
         let backend = backend(route.port()).await;
         let store = KeyStore::new(&backend, name);
         (Arc::new(backend), Some(Box::new(store)))
-    }
-
-    async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
-        Some(Box::new(KeyStore::new(&backend(self.port).await, name)))
-    }
-
-    async fn pause_server(&self) {
-        self.redis.lock().await.server().pause();
-    }
-
-    async fn resume_server(&self) {
-        self.redis.lock().await.server().resume();
-    }
-
-    async fn restart_server(&self, lose_data: bool) {
-        let mut redis = self.redis.lock().await;
-        redis.kill();
-        if lose_data {
-            let dir = redis.server().dir().to_owned();
-            for entry in std::fs::read_dir(&dir)
-                .expect("read the Redis folder")
-                .flatten()
-            {
-                let path = entry.path();
-                if path.extension().is_some_and(|ext| ext == "log") {
-                    continue; // the server's log, not its data
-                }
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                removed.unwrap_or_else(|error| panic!("cannot remove {}: {error}", path.display()));
-            }
-        }
-        redis.restart().await;
     }
 }
