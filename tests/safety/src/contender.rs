@@ -119,7 +119,8 @@ impl Shared {
     }
 }
 
-/// Starts contender `index` on its own thread and runtime.
+/// Starts contender `index` on its own thread and runtime, where it connects to
+/// `system` through `route` and loops on lock `name` until told to stop.
 pub fn spawn(
     index: usize,
     system: Arc<dyn System>,
@@ -133,23 +134,20 @@ pub fn spawn(
             .enable_all()
             .build()
             .expect("a runtime");
-        runtime.block_on(run(index, system, route, name, ttl, shared));
+        runtime.block_on(async {
+            let (backend, store) = system.connect(route, &name).await;
+            let lock = Lock::builder(backend, &name, format!("contender-{index}"))
+                .timing(timing(ttl))
+                .build()
+                .expect("a valid lock");
+            run(index, &lock, store.as_deref(), &shared).await;
+        });
     })
 }
 
-async fn run(
-    index: usize,
-    system: Arc<dyn System>,
-    route: Route,
-    name: String,
-    ttl: Duration,
-    shared: Arc<Shared>,
-) {
-    let (backend, store) = system.connect(route, &name).await;
-    let lock = Lock::builder(backend, &name, format!("contender-{index}"))
-        .timing(timing(ttl))
-        .build()
-        .expect("a valid lock");
+/// The contender's loop on `lock`, writing to the backend's `store` too if it has one.
+async fn run(index: usize, lock: &Lock, store: Option<&dyn Store>, shared: &Shared) {
+    let ttl = lock.timing().ttl();
     while !shared.stopped() {
         let guard = match lock.acquire_timeout(ACQUIRE_WAIT).await {
             Ok(guard) => guard,
@@ -178,7 +176,7 @@ async fn run(
             shared.pause_here(PausePoint::AfterCheck);
             // Acting now, on the strength of the check above.
             term.to = Instant::now();
-            write(&shared, index, token, store.as_deref(), ttl).await;
+            write(shared, index, token, store, ttl).await;
         }
         if shared.holder() == Some(index) {
             shared.set_holder(None);
