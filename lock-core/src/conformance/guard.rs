@@ -4,6 +4,7 @@
 //! "Guard and self-fencing", "Release").
 
 use super::*;
+use crate::Guard;
 
 /// A graceful release wakes a waiter at once, not after the TTL.
 pub async fn released_lock_is_taken_by_a_waiter_without_waiting_for_the_ttl(backend: impl Backend) {
@@ -35,13 +36,7 @@ pub async fn released_lock_is_taken_by_a_waiter_without_waiting_for_the_ttl(back
 /// A holder whose renewals fail observes `lost()` strictly before a contender holds the
 /// lock, and its guard is invalid by then.
 pub async fn lost_fires_before_another_holder_can_acquire(backend: impl Backend) {
-    let backend: Arc<dyn Backend> = Arc::new(backend);
-    let name = unique_name("lost");
-    let faulty = Faulty::new(backend.clone());
-    let holder = lock_with(faulty.clone(), &name, "holder", timing());
-    let contender = lock(&backend, &name, "contender");
-
-    let guard = holder.acquire().await.expect("acquire");
+    let (faulty, guard, contender) = faulty_holder(backend, "lost", "holder", "contender").await;
     let validity = guard.validity();
     let contending = tokio::spawn(async move {
         let taken = contender
@@ -73,13 +68,8 @@ pub async fn lost_fires_before_another_holder_can_acquire(backend: impl Backend)
 /// Releasing a guard that was lost is [`Error::Lost`] and does not touch the record of
 /// the lock's new holder.
 pub async fn release_after_loss_is_an_error_and_leaves_the_new_holder_alone(backend: impl Backend) {
-    let backend: Arc<dyn Backend> = Arc::new(backend);
-    let name = unique_name("late-release");
-    let faulty = Faulty::new(backend.clone());
-    let old = lock_with(faulty.clone(), &name, "old-holder", timing());
-    let new = lock(&backend, &name, "new-holder");
-
-    let stale = old.acquire().await.expect("acquire");
+    let (faulty, stale, new) =
+        faulty_holder(backend, "late-release", "old-holder", "new-holder").await;
     faulty.fail_renewals(true);
     stale.lost().await;
     let current = new
@@ -101,6 +91,25 @@ pub async fn release_after_loss_is_an_error_and_leaves_the_new_holder_alone(back
         .release()
         .await
         .expect("the new holder's release succeeds");
+}
+
+/// How the checks of a lost guard open: `holder` holds a fresh lock named after `test`,
+/// reaching `backend` through a fault switch (for the check to fail its renewals), and
+/// `contender` gets a lock on the same name straight on `backend`. Returns the switch,
+/// the holder's guard and the contender's lock.
+async fn faulty_holder(
+    backend: impl Backend,
+    test: &str,
+    holder: &str,
+    contender: &str,
+) -> (Faulty<Arc<dyn Backend>>, Guard, Lock) {
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let name = unique_name(test);
+    let faulty = Faulty::new(backend.clone());
+    let holder = lock_with(faulty.clone(), &name, holder, timing());
+    let contender = lock(&backend, &name, contender);
+    let guard = holder.acquire().await.expect("acquire");
+    (faulty, guard, contender)
 }
 
 // This file's part of `conformance_tests!`: a test for each check above.
