@@ -11,13 +11,6 @@ use crate::{
     scenarios::{self, CONTENDERS, THROUGHPUT_RUN},
 };
 
-/// How long the steady-state scenario holds a 15 s lease.
-const STEADY_HOLD: Duration = Duration::from_secs(20);
-
-/// How long it holds kube-lease-manager's default 30 s lease: at least two of its
-/// renewals, which come every 25 s.
-const STEADY_HOLD_30_S: Duration = Duration::from_secs(60);
-
 /// What is measured: one table each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -125,54 +118,15 @@ pub async fn once(scenario: Scenario, library: &Library<'_>, kube: &Kube) -> Vec
     use Library::*;
     use Scenario::*;
     match (scenario, library) {
-        (Uncontended, Ours(subject)) => {
-            let (sample, per_cycle) = scenarios::uncontended(subject, 200).await;
-            let mut figures = latency(&sample, 0.99);
-            figures.push(per_cycle.unwrap_or(f64::NAN));
+        (Uncontended | Graceful | Crash, _) => {
+            // The crash table shows the worst hand-over, the others the p99.
+            let top = if scenario == Crash { 1.0 } else { 0.99 };
+            let (sample, requests_per_cycle) = latency_sample(scenario, library, kube).await;
+            let mut figures = latency(&sample, top);
+            figures.extend(requests_per_cycle);
             figures
         }
-        (Uncontended, KubeLeaseManager(settings)) => latency(
-            &baselines::kube_lease_manager_uncontended(kube, *settings, 50).await,
-            0.99,
-        ),
-        (Uncontended, Kubert(_)) => latency(&baselines::kubert_uncontended(kube, 50).await, 0.99),
-        (Uncontended, KubeLeaderElection(binary, _)) => {
-            latency(&kle::uncontended(binary, kube, 10).await, 0.99)
-        }
-        (Graceful, Ours(subject)) => latency(&scenarios::graceful(subject, 30).await, 0.99),
-        (Graceful, KubeLeaseManager(settings)) => latency(
-            &baselines::kube_lease_manager_graceful(kube, *settings, 2).await,
-            0.99,
-        ),
-        (Graceful, Kubert(_)) => latency(&baselines::kubert_graceful(kube, 2).await, 0.99),
-        (Graceful, KubeLeaderElection(binary, _)) => {
-            latency(&kle::graceful(binary, kube, 2).await, 0.99)
-        }
-        (Crash, Ours(subject)) => latency(&scenarios::crash(subject, 5).await, 1.0),
-        (Crash, KubeLeaseManager(Settings::Lease(seconds))) => latency(
-            &baselines::kube_lease_manager_crash(kube, *seconds, 3).await,
-            1.0,
-        ),
-        (Crash, Kubert(seconds)) => latency(&baselines::kubert_crash(kube, *seconds, 3).await, 1.0),
-        (Crash, KubeLeaderElection(binary, seconds)) => {
-            latency(&kle::crash(binary, kube, *seconds, 3).await, 1.0)
-        }
-        (Steady, Ours(subject)) => vec![
-            scenarios::steady(subject, STEADY_HOLD)
-                .await
-                .unwrap_or(f64::NAN),
-        ],
-        (Steady, KubeLeaseManager(settings)) => {
-            let hold = match settings {
-                Settings::Defaults => STEADY_HOLD_30_S,
-                Settings::Lease(_) => STEADY_HOLD,
-            };
-            vec![baselines::kube_lease_manager_steady(kube, *settings, hold).await]
-        }
-        (Steady, Kubert(_)) => vec![baselines::kubert_steady(kube, STEADY_HOLD).await],
-        (Steady, KubeLeaderElection(binary, _)) => {
-            vec![kle::steady(binary, kube, STEADY_HOLD).await]
-        }
+        (Steady, _) => vec![steady(library, kube).await],
         (Contended, Ours(subject)) => throughput(scenarios::contended(subject).await),
         (Contended, EtcdLockRpc(etcd)) => {
             let name = lock_core::conformance::unique_name("etcd-lock-rpc");
@@ -198,12 +152,84 @@ pub async fn once(scenario: Scenario, library: &Library<'_>, kube: &Kube) -> Vec
                 cost.requests_per_second,
             ]
         }
-        (scenario, library) => panic!(
-            "{} is not measured in the {} scenario",
-            library.label(),
-            scenario.name()
-        ),
+        (scenario, library) => not_measured(scenario, library),
     }
+}
+
+/// The latencies of one repetition of the uncontended, graceful or crash scenario, and in
+/// ours' uncontended one its server requests per cycle (`NaN` where the server does not
+/// count them).
+async fn latency_sample(
+    scenario: Scenario,
+    library: &Library<'_>,
+    kube: &Kube,
+) -> (Sample, Option<f64>) {
+    use Library::*;
+    use Scenario::*;
+    // Cycles, hand-overs or crashes per repetition, as the tables' titles say.
+    let n = match (scenario, library) {
+        (Uncontended, Ours(_)) => 200,
+        (Uncontended, KubeLeaderElection(..)) => 10,
+        (Uncontended, _) => 50,
+        (Graceful, Ours(_)) => 30,
+        (Graceful, _) => 2,
+        (Crash, Ours(_)) => 5,
+        (Crash, _) => 3,
+        (scenario, library) => not_measured(scenario, library),
+    };
+    let sample = match (scenario, library) {
+        (Uncontended, Ours(subject)) => {
+            let (sample, per_cycle) = scenarios::uncontended(subject, n).await;
+            return (sample, Some(per_cycle.unwrap_or(f64::NAN)));
+        }
+        (Uncontended, KubeLeaseManager(settings)) => {
+            baselines::kube_lease_manager_uncontended(kube, *settings, n).await
+        }
+        (Uncontended, Kubert(_)) => baselines::kubert_uncontended(kube, n).await,
+        (Uncontended, KubeLeaderElection(binary, _)) => kle::uncontended(binary, kube, n).await,
+        (Graceful, Ours(subject)) => scenarios::graceful(subject, n).await,
+        (Graceful, KubeLeaseManager(settings)) => {
+            baselines::kube_lease_manager_graceful(kube, *settings, n).await
+        }
+        (Graceful, Kubert(_)) => baselines::kubert_graceful(kube, n).await,
+        (Graceful, KubeLeaderElection(binary, _)) => kle::graceful(binary, kube, n).await,
+        (Crash, Ours(subject)) => scenarios::crash(subject, n).await,
+        (Crash, KubeLeaseManager(Settings::Lease(seconds))) => {
+            baselines::kube_lease_manager_crash(kube, *seconds, n).await
+        }
+        (Crash, Kubert(seconds)) => baselines::kubert_crash(kube, *seconds, n).await,
+        (Crash, KubeLeaderElection(binary, seconds)) => kle::crash(binary, kube, *seconds, n).await,
+        (scenario, library) => not_measured(scenario, library),
+    };
+    (sample, None)
+}
+
+/// Server requests per second for one lock that `library` holds (`NaN` where the server
+/// does not count them): a 15 s lease held 20 s, kube-lease-manager's default 30 s lease
+/// 60 s, at least two of its renewals, which come every 25 s.
+async fn steady(library: &Library<'_>, kube: &Kube) -> f64 {
+    use Library::*;
+    let hold = match library {
+        KubeLeaseManager(Settings::Defaults) => Duration::from_secs(60),
+        _ => Duration::from_secs(20),
+    };
+    match library {
+        Ours(subject) => scenarios::steady(subject, hold).await.unwrap_or(f64::NAN),
+        KubeLeaseManager(settings) => {
+            baselines::kube_lease_manager_steady(kube, *settings, hold).await
+        }
+        Kubert(_) => baselines::kubert_steady(kube, hold).await,
+        KubeLeaderElection(binary, _) => kle::steady(binary, kube, hold).await,
+        library => not_measured(Scenario::Steady, library),
+    }
+}
+
+fn not_measured(scenario: Scenario, library: &Library<'_>) -> ! {
+    panic!(
+        "{} is not measured in the {} scenario",
+        library.label(),
+        scenario.name()
+    )
 }
 
 fn throughput(result: lock_tests::bench::Throughput) -> Vec<f64> {
