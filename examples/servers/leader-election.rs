@@ -78,10 +78,8 @@ async fn reconcile(widget: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action
     fenced_apply(&term.children, &child, term.token, &params, &config).await?;
     // The widget's status (its /status subresource): the term's first status write
     // raises the token on the widget, so a former leader's late one is rejected too.
-    fenced_status(&term.widgets, &name, term.token, |widget| {
-        widget.data["status"] = json!({ "child": child, "reconciledBy": term.replica });
-    })
-    .await?;
+    let status = json!({ "child": child, "reconciledBy": term.replica });
+    fenced_status(&term.widgets, &name, term.token, &status).await?;
     Ok(Action::requeue(Duration::from_millis(700)))
 }
 

@@ -93,11 +93,13 @@ pub struct CandidateBuilder {
 
 impl std::fmt::Debug for CandidateBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CandidateBuilder")
-            .field("namespace", &self.namespace)
-            .field("lease", &self.lease)
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
+        let Self {
+            lease, identity, ..
+        } = self;
+        write!(
+            f,
+            "CandidateBuilder {{ lease: {lease:?}, identity: {identity:?}, .. }}"
+        )
     }
 }
 

@@ -99,14 +99,14 @@ pub async fn fenced_update<K: Fenceable>(
 /// use lock_kube::fenced_apply;
 ///
 /// # async fn run(client: kube::Client, guard: lock_core::Guard) -> lock_core::Result<()> {
-/// let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
-/// let config = serde_json::json!({
-///     "apiVersion": "v1",
-///     "kind": "ConfigMap",
-///     "data": { "phase": "done" },
-/// });
+/// // Only the fields this controller owns; apiVersion and kind come with the type.
+/// let owned = ConfigMap {
+///     data: Some([("phase".to_owned(), "done".to_owned())].into()),
+///     ..ConfigMap::default()
+/// };
 /// let params = PatchParams::apply("my-controller").force();
-/// fenced_apply(&config_maps, "state", guard.token(), &params, &config).await?;
+/// let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+/// fenced_apply(&config_maps, "state", guard.token(), &params, &owned).await?;
 /// # Ok(()) }
 /// ```
 pub async fn fenced_apply<K: Fenceable>(
@@ -126,8 +126,9 @@ pub async fn fenced_apply<K: Fenceable>(
     object(fenced(api, name, token, write).await?, name)
 }
 
-/// Writes the status of the object `name` (its `/status` subresource) with `change`
-/// applied, only if `token` is not below the token recorded on the object.
+/// Writes `status` as the status of the object `name` (its `/status` subresource), only
+/// if `token` is not below the token recorded on the object. `status` is the whole
+/// status: a typed status (`DeploymentStatus`) or JSON.
 ///
 /// A status write ignores metadata, so the token cannot ride along. The first status
 /// write of a term therefore raises the token on the object itself (a merge patch of the
@@ -144,22 +145,19 @@ pub async fn fenced_apply<K: Fenceable>(
 ///
 /// # async fn run(client: kube::Client, guard: lock_core::Guard) -> lock_core::Result<()> {
 /// let deployments: Api<Deployment> = Api::namespaced(client, "default");
-/// fenced_status(&deployments, "web", guard.token(), |deployment| {
-///     deployment.status.get_or_insert_with(DeploymentStatus::default).observed_generation = Some(3);
-/// })
-/// .await?;
+/// let status = DeploymentStatus { observed_generation: Some(3), ..DeploymentStatus::default() };
+/// fenced_status(&deployments, "web", guard.token(), &status).await?;
 /// # Ok(()) }
 /// ```
 pub async fn fenced_status<K: Fenceable>(
     api: &Api<K>,
     name: &str,
     token: FencingToken,
-    mut change: impl FnMut(&mut K),
+    status: &impl Serialize,
 ) -> Result<K, Error> {
-    object(
-        fenced(api, name, token, Write::Status(&mut change)).await?,
-        name,
-    )
+    let status = serde_json::to_value(status).map_err(|error| unserializable(name, &error))?;
+    let write = Write::<'_, fn(&mut K)>::Status(&status);
+    object(fenced(api, name, token, write).await?, name)
 }
 
 /// Patches the object `name` with `patch` (a merge or JSON patch) only if `token` is
@@ -331,30 +329,23 @@ enum Write<'a, F> {
         params: &'a PatchParams,
         config: &'a Value,
     },
-    Status(&'a mut F),
+    Status(&'a Value),
     Patch(&'a FencedPatch),
     Delete,
 }
 
 impl<F> Write<'_, F> {
-    /// The RBAC verbs the write needs, for a 403's advice.
-    fn verbs(&self) -> &'static str {
+    /// What the write is called, and the RBAC verbs it needs (for a 403's advice).
+    fn describe(&self) -> (&'static str, &'static str) {
         match self {
-            Self::Update(_) => "get, update",
-            Self::Apply { .. } => "get, create, patch",
-            Self::Status(_) => "get, patch, and update on the status subresource",
-            Self::Patch(_) => "get, patch",
-            Self::Delete => "get, delete",
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Update(_) => "update",
-            Self::Apply { .. } => "apply",
-            Self::Status(_) => "status write",
-            Self::Patch(_) => "patch",
-            Self::Delete => "delete",
+            Self::Update(_) => ("update", "get, update"),
+            Self::Apply { .. } => ("apply", "get, create, patch"),
+            Self::Status(_) => (
+                "status write",
+                "get, patch, and update on the status subresource",
+            ),
+            Self::Patch(_) => ("patch", "get, patch"),
+            Self::Delete => ("delete", "get, delete"),
         }
     }
 }
@@ -376,8 +367,9 @@ async fn fenced<K: Fenceable, F: FnMut(&mut K)>(
     token: FencingToken,
     mut write: Write<'_, F>,
 ) -> Result<Option<K>, Error> {
-    let access = access(api, write.verbs());
-    let what = format!("make the fenced {} of {name}", write.kind());
+    let (kind, verbs) = write.describe();
+    let access = access(api, verbs);
+    let what = format!("make the fenced {kind} of {name}");
     let mut lost = 0;
     loop {
         let read = match api.get(name).await {
@@ -388,7 +380,7 @@ async fn fenced<K: Fenceable, F: FnMut(&mut K)>(
             Err(error) => {
                 return Err(kube_error(
                     error,
-                    &format!("read {name} for a fenced {}", write.kind()),
+                    &format!("read {name} for a fenced {kind}"),
                     &access,
                     None,
                 ));
@@ -460,7 +452,7 @@ async fn send<K: Fenceable, F: FnMut(&mut K)>(
             );
             api.patch(name, params, &Patch::Apply(config)).await
         }
-        Write::Status(change) => {
+        Write::Status(status) => {
             let marked = if checked.recorded == Some(token) {
                 object
             } else {
@@ -480,7 +472,16 @@ async fn send<K: Fenceable, F: FnMut(&mut K)>(
                 }
             };
             let version = marked.meta().resource_version.clone().unwrap_or(version);
-            let object = conditional(changed(marked, change, name)?, version, token);
+            let mut object = serde_json::to_value(&marked).map_err(|e| unserializable(name, &e))?;
+            *object_at(&mut object, "metadata")
+                .entry("resourceVersion")
+                .or_insert(Value::Null) = json!(version);
+            if let Value::Object(fields) = &mut object {
+                fields.insert("status".to_owned(), (*status).clone());
+            }
+            let object: K = serde_json::from_value(object).map_err(|e| Error::InvalidOption {
+                reason: format!("the status written to {name} does not fit the object: {e}"),
+            })?;
             api.replace_status(name, &PostParams::default(), &object)
                 .await
         }

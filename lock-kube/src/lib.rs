@@ -93,10 +93,8 @@
 //!
 //! // The /status subresource.
 //! let deployments: Api<Deployment> = Api::namespaced(client, "my-namespace");
-//! fenced_status(&deployments, "web", token, |deployment| {
-//!     deployment.status.get_or_insert_with(DeploymentStatus::default).observed_generation = Some(3);
-//! })
-//! .await?;
+//! let status = DeploymentStatus { observed_generation: Some(3), ..DeploymentStatus::default() };
+//! fenced_status(&deployments, "web", token, &status).await?;
 //!
 //! // Merge patch (RFC 7386) or JSON patch (RFC 6902), for large objects.
 //! let merge = FencedPatch::Merge(json!({ "data": { "step": "2" } }));

@@ -70,10 +70,8 @@ async fn write_widget(
     });
     let params = PatchParams::apply(MANAGER).force();
     fenced_apply(children, &format!("{name}-child"), token, &params, &child).await?;
-    fenced_status(widgets, name, token, |widget| {
-        widget.data["status"] = json!({ "writer": writer, "token": token.to_string() });
-    })
-    .await?;
+    let status = json!({ "writer": writer, "token": token.to_string() });
+    fenced_status(widgets, name, token, &status).await?;
     Ok(())
 }
 
@@ -358,9 +356,12 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
         }
         other => panic!("expected StaleToken for the apply, got {other:?}"),
     }
-    match fenced_status(&widgets, &object, old_token, |widget| {
-        widget.data["status"] = json!({ "writer": "old, late" });
-    })
+    match fenced_status(
+        &widgets,
+        &object,
+        old_token,
+        &json!({ "writer": "old, late" }),
+    )
     .await
     {
         Err(Error::StaleToken { presented, current }) => {

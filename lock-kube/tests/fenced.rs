@@ -288,14 +288,15 @@ async fn widget(api: &Api<DynamicObject>, namespaced: bool, token: u64) -> Strin
     fenced_create(api, FencingToken::new(token), &object)
         .await
         .expect("create the widget");
-    fenced_status(api, &name, FencingToken::new(token), set_status("nobody"))
-        .await
-        .expect("its first status");
+    fenced_status(
+        api,
+        &name,
+        FencingToken::new(token),
+        &json!({ "owner": "nobody" }),
+    )
+    .await
+    .expect("its first status");
     name
-}
-
-fn set_status(owner: &'static str) -> impl FnMut(&mut DynamicObject) + Send + 'static {
-    move |object| object.data["status"] = json!({ "owner": owner })
 }
 
 /// The widget shows the newer writer's status and token.
@@ -320,10 +321,10 @@ async fn a_stale_status_write_is_rejected(namespaced: bool, recorded: u64, held:
         held,
         move |client| async move {
             let url_api = Kube::shared().await.widgets_of(client, namespaced);
-            fenced_status(&url_api, &stale_name, STALE, set_status("stale")).await
+            fenced_status(&url_api, &stale_name, STALE, &json!({ "owner": "stale" })).await
         },
         async {
-            fenced_status(&api, &name, NEWER, set_status("newer"))
+            fenced_status(&api, &name, NEWER, &json!({ "owner": "newer" }))
                 .await
                 .expect("the newer writer writes its status");
         },
