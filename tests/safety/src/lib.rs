@@ -5,7 +5,9 @@
 //! fenced writes, each after a validity check → release. Each write goes to lock-core's
 //! [`FencedRegister`](lock_core::FencedRegister) (a log that keeps every accepted
 //! write, in the order applied), to the backend's own fenced-write helper on the server
-//! (`fenced_update` on a ConfigMap, `fenced_put`, `fenced_set`), and to a log without
+//! (on Kubernetes `fenced_update` of a ConfigMap, and in rows of their own
+//! `fenced_apply` of one and `fenced_status` of a custom resource; `fenced_put`,
+//! `fenced_set`), and to a log without
 //! fencing. Each contender reaches the server through a TCP proxy of its own (the
 //! in-memory backend: through a fault switch), so one holder can be cut off.
 //!
@@ -22,7 +24,7 @@
 //! write), the overlap must be caught and the stale write rejected by fencing, while the
 //! unfenced log accepted it: proof that the checkers can fail.
 //!
-//! Run: `cargo run --release -p lock-safety -- [--long] [memory|kube|etcd|redis ...]`
+//! Run: `cargo run --release -p lock-safety -- [--long] [memory|kube|kube-apply|kube-status|etcd|redis ...]`
 
 pub mod check;
 mod contender;
@@ -38,15 +40,25 @@ use std::sync::Arc;
 pub use nemesis::{Bounds, Nemesis};
 pub use scenario::{Plan, Row};
 pub use system::System;
+use systems::kube::{KubeSystem, Written};
 
 /// The backends, in table order.
-pub const BACKENDS: [&str; 4] = ["memory", "kube", "etcd", "redis"];
+pub const BACKENDS: [&str; 6] = [
+    "memory",
+    "kube",
+    "kube-apply",
+    "kube-status",
+    "etcd",
+    "redis",
+];
 
 /// Starts `backend`'s server (none for memory).
 pub async fn start(backend: &str) -> Arc<dyn System> {
     match backend {
         "memory" => Arc::new(systems::memory::MemorySystem::default()),
-        "kube" => Arc::new(systems::kube::KubeSystem::start().await),
+        "kube" => Arc::new(KubeSystem::start(Written::Update).await),
+        "kube-apply" => Arc::new(KubeSystem::start(Written::Apply).await),
+        "kube-status" => Arc::new(KubeSystem::start(Written::Status).await),
         "etcd" => Arc::new(systems::etcd::EtcdSystem::start().await),
         "redis" => Arc::new(systems::redis::RedisSystem::start().await),
         other => panic!("unknown backend {other:?}; pick from {BACKENDS:?}"),

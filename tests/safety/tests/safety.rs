@@ -24,6 +24,16 @@ async fn kube() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_apply() {
+    every_scenario_passes_on("kube-apply").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_status() {
+    every_scenario_passes_on("kube-status").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd() {
     every_scenario_passes_on("etcd").await;
 }

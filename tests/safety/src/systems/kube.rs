@@ -1,14 +1,23 @@
-//! Kubernetes: a real kube-apiserver (with its own etcd); the fenced store is a
-//! ConfigMap written with `fenced_update`.
+//! Kubernetes: a real kube-apiserver (with its own etcd). The fenced store is a
+//! register on the server written by one kind of fenced write: a ConfigMap written
+//! with `fenced_update` (system `kube`) or by server-side apply with `fenced_apply`
+//! (`kube-apply`), or a custom resource's status written with `fenced_status`
+//! (`kube-status`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::{Api, api::PostParams};
+use kube::{
+    Api,
+    api::{DynamicObject, PatchParams, PostParams},
+};
 use lock_core::{Error, FencingToken};
-use lock_kube::{KubeBackend, fenced_update, nodelay_client};
-use lock_tests::Kube;
+use lock_kube::{KubeBackend, fenced_apply, fenced_status, fenced_update, nodelay_client};
+use lock_tests::{Kube, widget_resource};
+use serde_json::json;
+
+use crate::Nemesis;
 
 use crate::system::{Connection, Process, Route, Store, System};
 
@@ -18,22 +27,43 @@ pub struct KubeSystem {
     apiserver: Process,
     config: kube::Config,
     namespace: String,
+    store: Written,
+}
+
+/// Which kind of fenced write the store is written by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// `fenced_update`: a GET, then a PUT of the changed ConfigMap.
+    Update,
+    /// `fenced_apply`: server-side apply of the ConfigMap's data.
+    Apply,
+    /// `fenced_status`: the status of a custom resource.
+    Status,
 }
 
 impl KubeSystem {
-    /// Starts the apiserver.
-    pub async fn start() -> Self {
+    /// Starts the apiserver; the store is written by `store`.
+    pub async fn start(store: Written) -> Self {
         let kube = Kube::start().await;
+        if store == Written::Status {
+            kube.widgets(true).await;
+        }
         let config = kube.config(false).await;
         let port = config
             .cluster_url
             .port_u16()
             .expect("the apiserver URL names its port");
         let namespace = kube.namespace().to_owned();
+        let name = match store {
+            Written::Update => "kube",
+            Written::Apply => "kube-apply",
+            Written::Status => "kube-status",
+        };
         Self {
-            apiserver: Process::new("kube", kube, port),
+            apiserver: Process::new(name, kube, port),
             config,
             namespace,
+            store,
         }
     }
 
@@ -46,31 +76,54 @@ impl KubeSystem {
     }
 }
 
-struct ConfigMapStore {
-    api: Api<ConfigMap>,
+/// The register: the ConfigMap's `value`, or the widget's `status.value`.
+struct KubeStore {
+    kind: Written,
+    maps: Api<ConfigMap>,
+    widgets: Api<DynamicObject>,
     name: String,
 }
 
 const VALUE: &str = "value";
 
 #[async_trait]
-impl Store for ConfigMapStore {
+impl Store for KubeStore {
     async fn write(&self, token: FencingToken, op: u64) -> lock_core::Result<()> {
-        fenced_update(&self.api, &self.name, token, |map| {
-            let data = map.data.get_or_insert_with(Default::default);
-            data.insert(VALUE.to_owned(), op.to_string());
-        })
-        .await
-        .map(drop)
+        let (name, value) = (&self.name, op.to_string());
+        match self.kind {
+            Written::Update => fenced_update(&self.maps, name, token, |map| {
+                let data = map.data.get_or_insert_with(Default::default);
+                data.insert(VALUE.to_owned(), value.clone());
+            })
+            .await
+            .map(drop),
+            Written::Apply => {
+                let config =
+                    json!({ "apiVersion": "v1", "kind": "ConfigMap", "data": { VALUE: value } });
+                let params = PatchParams::apply("lock-safety").force();
+                fenced_apply(&self.maps, name, token, &params, &config)
+                    .await
+                    .map(drop)
+            }
+            Written::Status => fenced_status(&self.widgets, name, token, &json!({ VALUE: value }))
+                .await
+                .map(drop),
+        }
     }
 
     async fn read(&self) -> lock_core::Result<Option<u64>> {
-        let map = self
-            .api
-            .get(&self.name)
-            .await
-            .map_err(|error| Error::transient(format!("cannot read the ConfigMap: {error}")))?;
-        Ok(map.data.and_then(|data| data.get(VALUE)?.parse().ok()))
+        let unreadable = |error| Error::backend("cannot read the fenced store", true, error);
+        let value = match self.kind {
+            Written::Update | Written::Apply => {
+                let map = self.maps.get(&self.name).await.map_err(unreadable)?;
+                map.data.and_then(|data| data.get(VALUE).cloned())
+            }
+            Written::Status => {
+                let widget = self.widgets.get(&self.name).await.map_err(unreadable)?;
+                widget.data["status"][VALUE].as_str().map(str::to_owned)
+            }
+        };
+        Ok(value.and_then(|value| value.parse().ok()))
     }
 }
 
@@ -80,7 +133,29 @@ impl System for KubeSystem {
         Some(&self.apiserver)
     }
 
+    /// `kube` runs every scenario; the rows of the other kinds of write are those where
+    /// a former holder does write late: paused past the TTL, and paused between its
+    /// check and its write.
+    fn supports(&self, nemesis: Nemesis) -> bool {
+        match self.store {
+            Written::Update => nemesis != Nemesis::DataLoss,
+            Written::Apply | Written::Status => {
+                matches!(nemesis, Nemesis::HolderPause | Nemesis::PauseAfterCheck)
+            }
+        }
+    }
+
     async fn prepare(&self, name: &str) {
+        let client = self.client(self.apiserver.port());
+        if self.store == Written::Status {
+            let mut widget = DynamicObject::new(name, &widget_resource(true));
+            widget.data = json!({ "spec": {} });
+            Api::<DynamicObject>::namespaced_with(client, &self.namespace, &widget_resource(true))
+                .create(&PostParams::default(), &widget)
+                .await
+                .expect("create the fenced widget");
+            return;
+        }
         let map = ConfigMap {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.to_owned()),
@@ -88,7 +163,7 @@ impl System for KubeSystem {
             },
             ..Default::default()
         };
-        Api::namespaced(self.client(self.apiserver.port()), &self.namespace)
+        Api::namespaced(client, &self.namespace)
             .create(&PostParams::default(), &map)
             .await
             .expect("create the fenced ConfigMap");
@@ -96,8 +171,10 @@ impl System for KubeSystem {
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
         let client = self.client(route.port());
-        let store = ConfigMapStore {
-            api: Api::namespaced(client.clone(), &self.namespace),
+        let store = KubeStore {
+            kind: self.store,
+            maps: Api::namespaced(client.clone(), &self.namespace),
+            widgets: Api::namespaced_with(client.clone(), &self.namespace, &widget_resource(true)),
             name: name.to_owned(),
         };
         (
