@@ -314,6 +314,8 @@ mod error;
 mod fenced;
 mod known;
 mod record;
+#[cfg(feature = "warm")]
+mod warm;
 
 pub use backend::KubeBackend;
 pub use candidate::{
@@ -325,6 +327,8 @@ pub use fenced::{
     FENCING_TOKEN_ANNOTATION, Fenceable, FencedPatch, fenced_apply, fenced_create, fenced_delete,
     fenced_patch, fenced_status, fenced_update, recorded_token,
 };
+#[cfg(feature = "warm")]
+pub use warm::WarmCache;
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]

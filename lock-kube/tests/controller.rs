@@ -15,14 +15,16 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
-    api::{DynamicObject, ObjectMeta, PatchParams, PostParams},
+    api::{ObjectMeta, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use lock_core::{
     Error, Faulty, FencingToken, LeaderElector, Lock, Timing, conformance::unique_name,
 };
-use lock_kube::{KubeBackend, fenced_apply, fenced_status, fenced_update, nodelay_client};
-use lock_tests::{Kube, eventually, widget_resource};
+use lock_kube::{
+    KubeBackend, WarmCache, fenced_apply, fenced_status, fenced_update, nodelay_client,
+};
+use lock_tests::{Kube, Widget, eventually};
 use serde_json::json;
 use tokio::{
     task::JoinHandle,
@@ -41,11 +43,13 @@ struct Activity {
     stale_writes: AtomicUsize,
     first_start: Mutex<Option<Instant>>,
     last_end: Mutex<Option<Instant>>,
+    /// Each widget reconciled, with the `spec.size` it had then.
+    seen: Mutex<Vec<(String, i64)>>,
 }
 
 /// The reconciler's context for one term.
 struct Term {
-    widgets: Api<DynamicObject>,
+    widgets: Api<Widget>,
     children: Api<ConfigMap>,
     token: FencingToken,
     activity: Arc<Activity>,
@@ -57,7 +61,7 @@ const MANAGER: &str = "widget-controller";
 /// The two writes a controller makes for a widget, fenced with `token`: its child
 /// ConfigMap by server-side apply, and its status.
 async fn write_widget(
-    widgets: &Api<DynamicObject>,
+    widgets: &Api<Widget>,
     children: &Api<ConfigMap>,
     name: &str,
     token: FencingToken,
@@ -75,7 +79,7 @@ async fn write_widget(
     Ok(())
 }
 
-async fn reconcile(object: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action, Error> {
+async fn reconcile(object: Arc<Widget>, term: Arc<Term>) -> Result<Action, Error> {
     let activity = &term.activity;
     activity.reconciling.fetch_add(1, SeqCst);
     activity.started.fetch_add(1, SeqCst);
@@ -84,8 +88,14 @@ async fn reconcile(object: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get_or_insert_with(Instant::now);
-    sleep(RECONCILE_TIME).await; // the work
     let name = object.metadata.name.clone().unwrap_or_default();
+    let size = object.spec["size"].as_i64().unwrap_or(-1);
+    activity
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((name.clone(), size));
+    sleep(RECONCILE_TIME).await; // the work
     let writer = term.token.to_string();
     let written = write_widget(&term.widgets, &term.children, &name, term.token, &writer).await;
     if matches!(written, Err(Error::StaleToken { .. })) {
@@ -100,7 +110,7 @@ async fn reconcile(object: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action
     written.map(|_| Action::requeue(Duration::from_millis(50)))
 }
 
-fn error_policy(_: Arc<DynamicObject>, _: &Error, _: Arc<Term>) -> Action {
+fn error_policy(_: Arc<Widget>, _: &Error, _: Arc<Term>) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 
@@ -112,7 +122,16 @@ struct Replica {
     running: JoinHandle<lock_core::Result<()>>,
 }
 
-async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Replica {
+/// How a replica's controller gets its cache.
+#[derive(Clone, Copy, PartialEq)]
+enum Cache {
+    /// Built when the term starts: a list of every object first.
+    Cold,
+    /// A [`WarmCache`] filled while following.
+    Warm,
+}
+
+async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: Cache) -> Replica {
     let client = nodelay_client(kube.config(false).await).expect("a client");
     let lock = Lock::builder(
         KubeBackend::new(client.clone(), kube.namespace()),
@@ -126,9 +145,11 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
     let activity = Arc::new(Activity::default());
     let running = {
         let (elector, activity) = (elector.clone(), activity.clone());
-        let widgets = kube.widgets_of(client.clone(), true);
+        let widgets: Api<Widget> = Api::namespaced(client.clone(), kube.namespace());
         let children: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
-        let selector = format!("lock-test={label}");
+        let config = watcher::Config::default().labels(&format!("lock-test={label}"));
+        let warm =
+            (cache == Cache::Warm).then(|| WarmCache::spawn(widgets.clone(), config.clone()));
         tokio::spawn(async move {
             elector
                 .run(|leadership| {
@@ -138,8 +159,11 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
                         token: leadership.token(),
                         activity: activity.clone(),
                     });
-                    let config = watcher::Config::default().labels(&selector);
-                    Controller::new_with(widgets.clone(), config, widget_resource(true))
+                    let controller = match &warm {
+                        Some(warm) => Controller::for_shared_stream(warm.trigger(), warm.store()),
+                        None => Controller::new(widgets.clone(), config.clone()),
+                    };
+                    controller
                         .graceful_shutdown_on(leadership.stopped())
                         .run(reconcile, error_policy, term)
                         .for_each(|_| futures::future::ready(()))
@@ -158,25 +182,25 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str) -> Repli
 async fn one_replica_reconciles_at_a_time_and_sigterm_hands_over_after_draining() {
     let kube = Kube::shared().await;
     let (lease, label) = (unique_name("controller"), unique_name("objects"));
-    let widgets = kube.widgets(true).await;
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
     for i in 0..2 {
-        let mut widget = DynamicObject::new(&format!("{label}-{i}"), &widget_resource(true));
+        let mut widget = Widget::new(&format!("{label}-{i}"), json!({ "size": i }));
         widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
-        widget.data = json!({ "spec": { "size": i } });
         widgets
             .create(&PostParams::default(), &widget)
             .await
             .expect("create a widget");
     }
 
-    let first = replica(kube, &lease, &label, "replica-1").await;
+    let first = replica(kube, &lease, &label, "replica-1", Cache::Cold).await;
     eventually(
         "the first replica reconciles",
         Duration::from_secs(10),
         || first.activity.started.load(SeqCst) > 0,
     )
     .await;
-    let second = replica(kube, &lease, &label, "replica-2").await;
+    let second = replica(kube, &lease, &label, "replica-2", Cache::Cold).await;
 
     let sampling = {
         let (a, b) = (first.activity.clone(), second.activity.clone());
@@ -302,9 +326,9 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
     fenced_update(&api, &object, old_token, set("old"))
         .await
         .expect("the old leader writes");
-    let widgets = kube.widgets(true).await;
-    let mut widget = DynamicObject::new(&object, &widget_resource(true));
-    widget.data = json!({ "spec": { "size": 1 } });
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
+    let widget = Widget::new(&object, json!({ "size": 1 }));
     widgets
         .create(&PostParams::default(), &widget)
         .await
@@ -379,8 +403,142 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
         Some("new"),
         "the new leader's apply stands"
     );
-    let status = widgets.get(&object).await.expect("the widget").data["status"]["writer"].clone();
+    let status = widgets.get(&object).await.expect("the widget").status;
+    let status = status
+        .map(|status| status["writer"].clone())
+        .unwrap_or_default();
     assert_eq!(status, json!("new"), "the new leader's status stands");
     assert!(!old_guard.is_valid());
     new_guard.release().await.expect("release");
+}
+
+/// Warm standby: the standby's cache is filled while it follows, so on SIGTERM its
+/// controller starts from it, without a list. Its first reconcile still comes after the
+/// old leader's last one ended, and a widget changed during the hand-over is reconciled
+/// by the new leader with the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during_the_hand_over() {
+    let kube = Kube::shared().await;
+    let (lease, label) = (unique_name("warm"), unique_name("warm-objects"));
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
+    let names: Vec<String> = (0..3).map(|i| format!("{label}-{i}")).collect();
+    for name in &names {
+        let mut widget = Widget::new(name, json!({ "size": 1 }));
+        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
+        widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .expect("create a widget");
+    }
+    let first = replica(kube, &lease, &label, "warm-1", Cache::Warm).await;
+    eventually("the leader reconciles", Duration::from_secs(10), || {
+        first.activity.started.load(SeqCst) > 0
+    })
+    .await;
+    let second = replica(kube, &lease, &label, "warm-2", Cache::Warm).await;
+    sleep(Duration::from_secs(1)).await; // the standby's cache fills meanwhile
+    assert_eq!(
+        second.activity.started.load(SeqCst),
+        0,
+        "the standby does not reconcile"
+    );
+
+    eventually(
+        "the leader is mid-reconcile",
+        Duration::from_secs(2),
+        || first.activity.reconciling.load(SeqCst) > 0,
+    )
+    .await;
+    let terminated_at = Instant::now();
+    first.elector.shutdown();
+    // Changed right after SIGTERM, while the old leader drains.
+    let changed = &names[0];
+    widgets
+        .patch(
+            changed,
+            &PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "size": 99 } })),
+        )
+        .await
+        .expect("change a widget");
+    let first_reconcile = eventually("the standby reconciles", Duration::from_secs(5), || {
+        second.activity.started.load(SeqCst) > 0
+    })
+    .await;
+    println!("SIGTERM → the warm standby's first reconcile: {first_reconcile:?}");
+    let saw_change = eventually(
+        "the new leader reconciles the changed widget",
+        Duration::from_secs(5),
+        || {
+            second
+                .activity
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(name, size)| name == changed && *size == 99)
+        },
+    )
+    .await;
+    println!("SIGTERM → the changed widget reconciled: {saw_change:?}");
+    first
+        .running
+        .await
+        .expect("the first replica ran")
+        .expect("it stopped cleanly");
+    let last_end = first
+        .activity
+        .last_end
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("it reconciled");
+    let first_start = second
+        .activity
+        .first_start
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("it reconciled");
+    assert!(
+        last_end > terminated_at,
+        "the reconcile in flight finished after SIGTERM"
+    );
+    assert!(
+        last_end < first_start,
+        "the new leader began {:?} after SIGTERM, before the old one's last reconcile ended ({:?})",
+        first_start.saturating_duration_since(terminated_at),
+        last_end.saturating_duration_since(terminated_at)
+    );
+    let reconciled: std::collections::BTreeSet<String> = second
+        .activity
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let expected: std::collections::BTreeSet<String> = names.iter().cloned().collect();
+    eventually(
+        "the new leader reconciles every widget",
+        Duration::from_secs(5),
+        || {
+            let seen: std::collections::BTreeSet<String> = second
+                .activity
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect();
+            seen == expected
+        },
+    )
+    .await;
+    drop(reconciled);
+    second.elector.shutdown();
+    second
+        .running
+        .await
+        .expect("the second replica ran")
+        .expect("it stopped cleanly");
 }

@@ -50,4 +50,4 @@ pub use process::{Served, Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
 pub use wait::eventually;
-pub use widgets::{WIDGET_GROUP, widget_resource};
+pub use widgets::{WIDGET_GROUP, Widget, widget_resource};

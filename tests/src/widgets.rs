@@ -1,15 +1,20 @@
 //! A custom resource with a status subresource, for tests of fenced writes and of
 //! controllers over custom resources.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{
+    NamespaceResourceScope,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{
-    Api,
-    api::{DynamicObject, PostParams},
+    Api, Resource,
+    api::{DynamicObject, PostParams, TypeMeta},
     core::{ApiResource, GroupVersionKind},
 };
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::Kube;
 
@@ -84,4 +89,63 @@ pub fn widget_resource(namespaced: bool) -> ApiResource {
         ("ClusterWidget", "clusterwidgets")
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(WIDGET_GROUP, "v1", kind), plural)
+}
+
+/// A namespaced [`Kube::widgets`] object as a type of its own, for what needs a static
+/// type (kube-runtime's shared reflector streams do).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Widget {
+    /// `apiVersion` and `kind`, as read.
+    #[serde(flatten, default)]
+    pub types: Option<TypeMeta>,
+    /// The object's metadata.
+    pub metadata: ObjectMeta,
+    /// Anything.
+    #[serde(default)]
+    pub spec: Value,
+    /// Anything, written through the status subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+
+impl Widget {
+    /// A widget named `name` with `spec`.
+    pub fn new(name: &str, spec: Value) -> Self {
+        Self {
+            types: Some(TypeMeta {
+                api_version: format!("{WIDGET_GROUP}/v1"),
+                kind: "Widget".to_owned(),
+            }),
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+}
+
+impl Resource for Widget {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        "Widget".into()
+    }
+    fn group((): &()) -> Cow<'_, str> {
+        WIDGET_GROUP.into()
+    }
+    fn version((): &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural((): &()) -> Cow<'_, str> {
+        "widgets".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
