@@ -1,6 +1,9 @@
 //! Two replicas of a kube-runtime controller; only the leader reconciles. The leader
 //! gets SIGTERM: it stops taking work, finishes the reconciles in flight, releases its
-//! Lease, and the standby reconciles at once.
+//! Lease, and the standby reconciles at once. The standby is warm: its cache of widgets
+//! (`lock_kube::WarmCache`, kube-runtime's shared reflector) is filled while it follows,
+//! so its controller starts without listing anything; the example prints the time from
+//! SIGTERM to the new leader's first reconcile.
 //!
 //! The controller watches `Widget`s (a custom resource with a status subresource, which
 //! the example defines and creates through the test harness). Every reconcile of a
@@ -12,18 +15,23 @@
 //! Run: `cargo run --example leader-election` (starts a kube-apiserver with the test
 //! harness: run `scripts/provision` once first).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::{api::core::v1::ConfigMap, serde_json::json};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DynamicObject, PatchParams, PostParams},
+    api::{PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use lock_core::{Error, FencingToken, LeaderElector, Lock, Timing};
-use lock_kube::{KubeBackend, fenced_apply, fenced_status, nodelay_client, recorded_token};
-use lock_tests::{Kube, widget_resource};
+use lock_kube::{
+    KubeBackend, WarmCache, fenced_apply, fenced_status, nodelay_client, recorded_token,
+};
+use lock_tests::{Kube, Widget};
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep},
@@ -36,10 +44,15 @@ const MANAGER: &str = "example-controller";
 struct Term {
     replica: &'static str,
     token: FencingToken,
-    widgets: Api<DynamicObject>,
+    widgets: Api<Widget>,
     children: Api<ConfigMap>,
     started: Instant,
 }
+
+/// When replica-1 got SIGTERM.
+static SIGTERM_AT: OnceLock<Instant> = OnceLock::new();
+/// Whether the new leader has reconciled yet.
+static NEW_LEADER_RECONCILED: OnceLock<()> = OnceLock::new();
 
 fn log(started: Instant, who: &str, what: impl std::fmt::Display) {
     println!(
@@ -53,8 +66,21 @@ fn child_of(name: &str) -> String {
     format!("{name}-config")
 }
 
-async fn reconcile(widget: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action, Error> {
+async fn reconcile(widget: Arc<Widget>, term: Arc<Term>) -> Result<Action, Error> {
     let name = widget.name_any();
+    if let Some(sigterm) = SIGTERM_AT.get()
+        && term.replica == "replica-2"
+        && NEW_LEADER_RECONCILED.set(()).is_ok()
+    {
+        log(
+            term.started,
+            term.replica,
+            format!(
+                "first reconcile, {:?} after SIGTERM (warm cache)",
+                sigterm.elapsed()
+            ),
+        );
+    }
     let child = child_of(&name);
     log(
         term.started,
@@ -67,12 +93,12 @@ async fn reconcile(widget: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action
     sleep(Duration::from_millis(300)).await; // the work
     // The child, owned by the widget: a server-side apply of the fields this controller
     // manages, rejected with StaleToken if a newer leader has written the child.
-    let owner = widget.controller_owner_ref(&widget_resource(true));
+    let owner = widget.controller_owner_ref(&());
     let config = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": { "ownerReferences": owner.into_iter().collect::<Vec<_>>() },
-        "data": { "owner": term.replica, "size": widget.data["spec"]["size"].to_string() },
+        "data": { "owner": term.replica, "size": widget.spec["size"].to_string() },
     });
     let params = PatchParams::apply(MANAGER).force();
     fenced_apply(&term.children, &child, term.token, &params, &config).await?;
@@ -83,7 +109,7 @@ async fn reconcile(widget: Arc<DynamicObject>, term: Arc<Term>) -> Result<Action
     Ok(Action::requeue(Duration::from_millis(700)))
 }
 
-fn error_policy(_: Arc<DynamicObject>, error: &Error, term: Arc<Term>) -> Action {
+fn error_policy(_: Arc<Widget>, error: &Error, term: Arc<Term>) -> Action {
     log(
         term.started,
         term.replica,
@@ -107,8 +133,13 @@ async fn replica(
     )
     .timing(Timing::new(Duration::from_secs(15)))
     .build()?;
-    let widgets = kube.widgets_of(client.clone(), true);
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), kube.namespace());
     let children: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
+    // Filled from now on, leader or not.
+    let warm = WarmCache::spawn(
+        widgets.clone(),
+        watcher::Config::default().labels("app=example"),
+    );
     LeaderElector::new(lock)
         .run_until(
             |leadership| {
@@ -125,23 +156,20 @@ async fn replica(
                     started,
                 });
                 let stopping = leadership.stopped();
+                let controller = Controller::for_shared_stream(warm.trigger(), warm.store());
                 async move {
-                    Controller::new_with(
-                        term.widgets.clone(),
-                        watcher::Config::default().labels("app=example"),
-                        widget_resource(true),
-                    )
-                    .graceful_shutdown_on(async move {
-                        stopping.await;
-                        log(
-                            started,
-                            replica,
-                            "stops taking work; finishing reconciles in flight",
-                        );
-                    })
-                    .run(reconcile, error_policy, term)
-                    .for_each(|_| futures::future::ready(()))
-                    .await;
+                    controller
+                        .graceful_shutdown_on(async move {
+                            stopping.await;
+                            log(
+                                started,
+                                replica,
+                                "stops taking work; finishing reconciles in flight",
+                            );
+                        })
+                        .run(reconcile, error_policy, term)
+                        .for_each(|_| futures::future::ready(()))
+                        .await;
                     log(started, replica, "drained; releasing the Lease");
                 }
             },
@@ -159,7 +187,9 @@ async fn report(
     name: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let admin = kube.admin().await;
-    let widget = kube.widgets_of(admin.clone(), true).get(name).await?;
+    let widget = Api::<Widget>::namespaced(admin.clone(), kube.namespace())
+        .get(name)
+        .await?;
     let child = Api::<ConfigMap>::namespaced(admin, kube.namespace())
         .get(&child_of(name))
         .await?;
@@ -172,8 +202,10 @@ async fn report(
         "demo",
         format!(
             "{name}: status by {} (token {}), {} by {} (token {})",
-            widget.data["status"]["reconciledBy"]
-                .as_str()
+            widget
+                .status
+                .as_ref()
+                .and_then(|status| status["reconciledBy"].as_str())
                 .unwrap_or("nobody"),
             token(recorded_token(&widget, name)?),
             child_of(name),
@@ -188,12 +220,12 @@ async fn report(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let kube = Kube::start().await;
-    let widgets = kube.widgets(true).await;
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
     log(started, "demo", "kube-apiserver ready, Widget defined");
     for (size, name) in ["alpha", "beta"].into_iter().enumerate() {
-        let mut widget = DynamicObject::new(name, &widget_resource(true));
+        let mut widget = Widget::new(name, json!({ "size": size + 1 }));
         widget.metadata.labels = Some([("app".to_owned(), "example".to_owned())].into());
-        widget.data = json!({ "spec": { "size": size + 1 } });
         widgets.create(&PostParams::default(), &widget).await?;
     }
     let kube = Arc::new(kube);
@@ -205,6 +237,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(async move {
             let sigterm = async move {
                 terminate.recv().await;
+                let _ = SIGTERM_AT.set(Instant::now());
                 log(started, "replica-1", "got SIGTERM");
             };
             replica(&kube, "replica-1", started, sigterm)
