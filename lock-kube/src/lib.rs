@@ -311,6 +311,7 @@ mod backend;
 mod candidate;
 mod client;
 mod error;
+mod events;
 mod fenced;
 mod known;
 mod record;
@@ -323,6 +324,7 @@ pub use candidate::{
 };
 pub use client::nodelay_client;
 pub use error::{REQUIRED_VERBS, api_status};
+pub use events::{LEADER_ELECTION_REASON, record_leadership};
 pub use fenced::{
     FENCING_TOKEN_ANNOTATION, Fenceable, FencedPatch, fenced_apply, fenced_create, fenced_delete,
     fenced_patch, fenced_status, fenced_update, recorded_token,
