@@ -123,6 +123,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// The leader's work returned an error (see
+    /// [`LeaderElector::run`](crate::LeaderElector::run)): the elector stepped down,
+    /// released the lock and stopped campaigning. `source` is the work's error, kept
+    /// whole: downcast it through `std::error::Error::source`.
+    #[error("the leader's work on lock {name} (token {token}) failed: {source}")]
+    Work {
+        /// The lock the elector campaigned for.
+        name: String,
+        /// The token of the term whose work failed.
+        token: FencingToken,
+        /// The work's error.
+        source: BoxError,
+    },
+
     /// The backend's client or server failed. Made by [`Error::backend`].
     ///
     /// `source` is the client library's own error, kept whole: downcast it to tell one

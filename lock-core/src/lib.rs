@@ -86,6 +86,7 @@ mod renewal;
 mod request;
 mod shards;
 mod take;
+mod term;
 mod timing;
 mod token;
 mod validity;
@@ -98,6 +99,7 @@ pub use backoff::retry_delays;
 pub use breaking::Broken;
 pub use election::{
     DEFAULT_DRAIN_TIMEOUT, Health, LeaderElector, LeaderState, Leadership, ShutdownHandle,
+    WorkOutput,
 };
 pub use error::{BoxError, Error, Result};
 pub use faults::Faulty;
