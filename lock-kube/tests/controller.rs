@@ -243,9 +243,11 @@ async fn one_replica_reconciles_at_a_time_and_sigterm_hands_over_after_draining(
         .expect("the first replica ran")
         .expect("it stopped cleanly");
     println!("SIGTERM → the standby reconciles: {handover:?}");
+    // Speed is lock-bench's to measure; here only that the hand-over followed the
+    // release, not the lease's expiry.
     assert!(
-        handover < Duration::from_secs(1),
-        "the standby took {handover:?} to start reconciling"
+        handover < TTL,
+        "the standby took {handover:?} to start reconciling: it waited for the lease to expire"
     );
     let (started, finished) = (
         first.activity.started.load(SeqCst),
