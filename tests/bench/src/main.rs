@@ -8,7 +8,9 @@
 //! stdout at the end.
 //!
 //! Run: `cargo run --release -p lock-bench -- [--repeat N] [SCENARIO ...]`, scenarios:
-//! `uncontended graceful crash steady contended many` (default: all; 5 repetitions).
+//! `uncontended graceful crash steady contended many` (default: all; 5 repetitions), and
+//! `warm-standby` (only by name; 3 repetitions unless `--repeat`: two controller
+//! replicas over 10,000 ConfigMaps, each repetition a few seconds to a minute).
 
 mod baselines;
 mod figures;
@@ -17,6 +19,7 @@ mod leases;
 mod library;
 mod measure;
 mod scenarios;
+mod standby;
 mod subjects;
 mod table;
 
@@ -31,38 +34,54 @@ use subjects::Subject;
 use table::Table;
 
 struct Args {
-    repeat: usize,
+    /// `--repeat`, if given.
+    repeat: Option<usize>,
     scenarios: Vec<Scenario>,
+    /// The warm-standby table, asked for by name.
+    standby: bool,
 }
 
+/// The warm-standby table's name on the command line.
+const STANDBY: &str = "warm-standby";
+
 fn args() -> Args {
-    let mut repeat = 5;
+    let mut repeat = None;
     let mut scenarios = Vec::new();
+    let mut standby = false;
     let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--repeat" => {
-                repeat = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .expect("--repeat takes a positive number");
+                repeat = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .expect("--repeat takes a positive number"),
+                );
             }
             "--help" | "-h" => {
-                println!("usage: lock-bench [--repeat N] [{}]...", names.join("|"));
+                println!(
+                    "usage: lock-bench [--repeat N] [{}|{STANDBY}]...",
+                    names.join("|")
+                );
                 std::process::exit(0);
             }
+            STANDBY => standby = true,
             name => match Scenario::ALL.iter().find(|s| s.name() == name) {
                 Some(scenario) => scenarios.push(*scenario),
-                None => panic!("unknown argument {name:?}; scenarios: {names:?}"),
+                None => panic!("unknown argument {name:?}; scenarios: {names:?}, {STANDBY:?}"),
             },
         }
     }
-    if scenarios.is_empty() {
+    if scenarios.is_empty() && !standby {
         scenarios = Scenario::ALL.to_vec();
     }
-    Args { repeat, scenarios }
+    Args {
+        repeat,
+        scenarios,
+        standby,
+    }
 }
 
 fn version(program: &str, flag: &str) -> String {
@@ -180,7 +199,10 @@ async fn main() {
         Etcd::start().await,
         Redis::start().await,
     );
-    let repeat = args.repeat;
+    // Alone, the warm-standby table's default.
+    let repeat = args
+        .repeat
+        .unwrap_or(if args.scenarios.is_empty() { 3 } else { 5 });
     println!("Machine: {}.", machine());
     println!(
         "Servers on 127.0.0.1: kube-apiserver v{}, {}, {}. Each figure: median over {repeat} \
@@ -212,7 +234,7 @@ async fn main() {
     let mut tables = plan(&args.scenarios, &subjects, &servers);
 
     // Not counted: the first requests on fresh servers are slower.
-    for subject in &subjects {
+    for subject in subjects.iter().filter(|_| !tables.is_empty()) {
         measure::once(Scenario::Uncontended, &Library::Ours(subject), &kube).await;
     }
     let started = Instant::now();
@@ -233,4 +255,33 @@ async fn main() {
     for table in &tables {
         print!("{}", table.markdown());
     }
+    if args.standby {
+        warm_standby(&kube, args.repeat.unwrap_or(3)).await;
+    }
+}
+
+/// The warm-standby table, `repeat` repetitions of every mode (interleaved).
+async fn warm_standby(kube: &Kube, repeat: usize) {
+    let binary = standby::build();
+    let objects = standby::Objects::create(kube).await;
+    // LOCK_BENCH_STANDBY_MODES=cold,warm,klm picks rows (default: all).
+    let modes: Vec<standby::Mode> = match std::env::var("LOCK_BENCH_STANDBY_MODES") {
+        Ok(names) => names.split(',').map(standby::Mode::named).collect(),
+        Err(_) => standby::Mode::ALL.to_vec(),
+    };
+    let mut table = standby::Table::new(&modes);
+    let started = Instant::now();
+    for repetition in 1..=repeat {
+        for mode in table.modes() {
+            eprintln!(
+                "[{:>5.0} s] repetition {repetition} of {repeat}: {STANDBY}, {mode:?}",
+                started.elapsed().as_secs_f64()
+            );
+            let values = standby::once(&binary, kube, &objects, mode).await;
+            eprintln!("  {values:.1?}");
+            table.record(mode, &values);
+        }
+    }
+    objects.delete().await;
+    print!("{}", table.markdown());
 }
