@@ -126,19 +126,23 @@ where
         let _ = self.store.wait_until_ready().await;
     }
 
-    /// What a term's controller reconciles: every object in the cache once (after the
-    /// first list has filled it), then every change. Subscribed before the cache is
-    /// read, so that no change between the two is missed; an object in both is
-    /// reconciled once more, which a controller takes as it comes.
+    /// What a term's controller reconciles: every object in the cache once (a term that
+    /// starts before the first list has filled it waits for it), then every change.
+    /// Subscribed before the cache is read, so that no change between the two is
+    /// missed; an object in both is reconciled once more, which a controller takes as it
+    /// comes.
     pub fn trigger(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (subscribe, store) = (self.subscribe.clone(), self.store.clone());
         stream::once(async move {
+            // Subscribed only once the first list is in: a subscriber not read while
+            // the list's changes are dispatched would fill its buffer and hold the
+            // watch (and so the list) back.
+            let _ = store.wait_until_ready().await;
             let (reply, subscriber) = oneshot::channel();
             let changes = match subscribe.send(reply) {
                 Ok(()) => subscriber.await.ok(),
                 Err(_) => None,
             };
-            let _ = store.wait_until_ready().await;
             stream::iter(store.state()).chain(stream::iter(changes).flatten())
         })
         .flatten()
