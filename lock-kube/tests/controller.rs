@@ -434,7 +434,8 @@ async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during
             .expect("create a widget");
     }
     let first = replica(kube, &lease, &label, "warm-1", Cache::Warm).await;
-    eventually("the leader reconciles", Duration::from_secs(10), || {
+    // Its first term may begin before its cache's first list: it waits for it.
+    eventually("the leader reconciles", Duration::from_secs(30), || {
         first.activity.started.load(SeqCst) > 0
     })
     .await;
