@@ -10,7 +10,7 @@ use std::{
 
 use lock_core::{Faulty, LeaderElector, Lock, Timing, conformance::unique_name};
 use lock_kube::{KubeBackend, nodelay_client};
-use lock_tests::{GoContender, Kube, Term, eventually};
+use lock_tests::{GoContender, Kube, Term, eventually, waited};
 use tokio::{task::JoinHandle, time::sleep};
 
 const LEASE_DURATION: Duration = Duration::from_secs(3);
@@ -106,12 +106,14 @@ async fn a_client_go_leader_and_ours_never_lead_at_once() {
         "ours must not lead while client-go does"
     );
     go.terminate();
-    let handover = eventually(
-        "ours leads after client-go released",
-        LEASE_DURATION,
-        || rust.elector.is_leader(),
-    )
-    .await;
+    let handover = waited(LEASE_DURATION, || rust.elector.is_leader())
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "ours did not lead within {LEASE_DURATION:?} after client-go's SIGTERM; client-go's log:\n{}",
+                go.log()
+            )
+        });
     eventually("client-go exits", Duration::from_secs(5), || !go.is_alive()).await;
     go_terms.extend(go.terms());
     println!("client-go released → ours leads: {handover:?}");

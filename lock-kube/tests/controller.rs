@@ -24,7 +24,7 @@ use lock_core::{
 use lock_kube::{
     KubeBackend, WarmCache, fenced_apply, fenced_status, fenced_update, nodelay_client,
 };
-use lock_tests::{Kube, Widget, eventually};
+use lock_tests::{Kube, Proxy, Widget, eventually, waited};
 use serde_json::json;
 use tokio::{
     task::JoinHandle,
@@ -119,7 +119,23 @@ fn error_policy(_: Arc<Widget>, _: &Error, _: Arc<Term>) -> Action {
 struct Replica {
     elector: Arc<LeaderElector>,
     activity: Arc<Activity>,
+    warm: Option<Arc<WarmCache<Widget>>>,
     running: JoinHandle<lock_core::Result<()>>,
+    /// The slow connection of a [`Cache::WarmSlowList`] cache.
+    _proxy: Option<Proxy>,
+}
+
+impl Replica {
+    /// What the replica is doing, for failure messages.
+    fn state(&self) -> String {
+        format!(
+            "leading: {}, reconciles started: {}, cache: {:?}, running: {}",
+            self.elector.is_leader(),
+            self.activity.started.load(SeqCst),
+            self.warm,
+            !self.running.is_finished()
+        )
+    }
 }
 
 /// How a replica's controller gets its cache.
@@ -129,6 +145,9 @@ enum Cache {
     Cold,
     /// A [`WarmCache`] filled while following.
     Warm,
+    /// A [`WarmCache`] whose watch has 300 ms of latency each way, so that its first
+    /// list ends seconds after the replica's first term began.
+    WarmSlowList,
 }
 
 async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: Cache) -> Replica {
@@ -143,13 +162,26 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: C
     .expect("a valid lock");
     let elector = Arc::new(LeaderElector::new(lock).with_drain_timeout(Duration::from_secs(5)));
     let activity = Arc::new(Activity::default());
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), kube.namespace());
+    let config = watcher::Config::default().labels(&format!("lock-test={label}"));
+    let (warm, proxy) = match cache {
+        Cache::Cold => (None, None),
+        Cache::Warm => (
+            Some(WarmCache::spawn(widgets.clone(), config.clone())),
+            None,
+        ),
+        Cache::WarmSlowList => {
+            let (slow, proxy) = kube.proxied_config().await;
+            proxy.set_latency(Duration::from_millis(300));
+            let slow = kube::Client::try_from(slow).expect("a client");
+            let widgets = Api::namespaced(slow, kube.namespace());
+            (Some(WarmCache::spawn(widgets, config.clone())), Some(proxy))
+        }
+    };
+    let warm = warm.map(Arc::new);
     let running = {
-        let (elector, activity) = (elector.clone(), activity.clone());
-        let widgets: Api<Widget> = Api::namespaced(client.clone(), kube.namespace());
+        let (elector, activity, warm) = (elector.clone(), activity.clone(), warm.clone());
         let children: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
-        let config = watcher::Config::default().labels(&format!("lock-test={label}"));
-        let warm =
-            (cache == Cache::Warm).then(|| WarmCache::spawn(widgets.clone(), config.clone()));
         tokio::spawn(async move {
             elector
                 .run(|leadership| {
@@ -174,7 +206,9 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: C
     Replica {
         elector,
         activity,
+        warm,
         running,
+        _proxy: proxy,
     }
 }
 
@@ -435,10 +469,17 @@ async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during
     }
     let first = replica(kube, &lease, &label, "warm-1", Cache::Warm).await;
     // Its first term may begin before its cache's first list: it waits for it.
-    eventually("the leader reconciles", Duration::from_secs(30), || {
+    if waited(Duration::from_secs(30), || {
         first.activity.started.load(SeqCst) > 0
     })
-    .await;
+    .await
+    .is_none()
+    {
+        panic!(
+            "the first replica did not reconcile within 30 s: {}",
+            first.state()
+        );
+    }
     let second = replica(kube, &lease, &label, "warm-2", Cache::Warm).await;
     sleep(Duration::from_secs(1)).await; // the standby's cache fills meanwhile
     assert_eq!(
@@ -534,5 +575,60 @@ async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during
         .running
         .await
         .expect("the second replica ran")
+        .expect("it stopped cleanly");
+}
+
+/// A warm replica may campaign before its cache is filled: a term that begins before the
+/// first list is in waits for it, then reconciles every object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_leader_whose_term_begins_before_the_first_list_reconciles_every_object() {
+    let kube = Kube::shared().await;
+    let (lease, label) = (unique_name("warm-early"), unique_name("warm-early-objects"));
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
+    let names: std::collections::BTreeSet<String> =
+        (0..3).map(|i| format!("{label}-{i}")).collect();
+    for name in &names {
+        let mut widget = Widget::new(name, json!({ "size": 1 }));
+        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
+        widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .expect("create a widget");
+    }
+    let replica = replica(kube, &lease, &label, "warm-early", Cache::WarmSlowList).await;
+    eventually("the replica leads", Duration::from_secs(10), || {
+        replica.elector.is_leader()
+    })
+    .await;
+    let warm = replica.warm.as_ref().expect("a warm cache");
+    assert!(
+        warm.store().is_empty(),
+        "the term began before the first list was in: {warm:?}"
+    );
+    let every_widget = || {
+        let seen = replica
+            .activity
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seen: std::collections::BTreeSet<String> =
+            seen.iter().map(|(name, _)| name.clone()).collect();
+        seen == names
+    };
+    if waited(Duration::from_secs(30), every_widget)
+        .await
+        .is_none()
+    {
+        panic!(
+            "the leader did not reconcile every widget within 30 s: {}",
+            replica.state()
+        );
+    }
+    replica.elector.shutdown();
+    replica
+        .running
+        .await
+        .expect("the replica ran")
         .expect("it stopped cleanly");
 }

@@ -98,25 +98,8 @@ struct SlowClient {
 impl SlowClient {
     async fn start() -> Self {
         let kube = Kube::shared().await;
-        let mut config = kube.config(false).await;
-        let host = config
-            .cluster_url
-            .host()
-            .expect("the apiserver URL names its host")
-            .to_owned();
-        let port = config.cluster_url.port_u16().unwrap_or(443);
-        let target = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .expect("the apiserver's address")
-            .next()
-            .expect("an address");
-        let proxy = Proxy::start(target).await;
+        let (config, proxy) = kube.proxied_config().await;
         proxy.set_latency(Duration::from_millis(25));
-        config.cluster_url = format!("https://127.0.0.1:{}", proxy.port())
-            .parse()
-            .expect("a URL");
-        // The certificate names the apiserver's own host.
-        config.tls_server_name = Some(host);
         Self {
             client: kube::Client::try_from(config).expect("a client"),
             namespace: kube.namespace().to_owned(),

@@ -33,6 +33,7 @@ use crate::{
     certificates::{Certificates, openssl},
     etcd::Etcd,
     process::{Served, Server, free_port, program},
+    proxy::Proxy,
 };
 
 /// The variable naming a kubeconfig to test against instead of a local apiserver.
@@ -346,6 +347,31 @@ impl Kube {
         };
         config.default_namespace = self.namespace().to_owned();
         config
+    }
+
+    /// The admin user's configuration through a [`Proxy`] of its own to the apiserver,
+    /// for a client whose connection alone is slowed or cut. Keep the proxy as long as
+    /// the client.
+    pub async fn proxied_config(&self) -> (kube::Config, Proxy) {
+        let mut config = self.config(false).await;
+        let host = config
+            .cluster_url
+            .host()
+            .unwrap_or_else(|| panic!("the apiserver URL {} names no host", config.cluster_url))
+            .to_owned();
+        let port = config.cluster_url.port_u16().unwrap_or(443);
+        let target = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .unwrap_or_else(|| panic!("the apiserver's host {host} has no address"));
+        let proxy = Proxy::start(target).await;
+        config.cluster_url = format!("https://127.0.0.1:{}", proxy.port())
+            .parse()
+            .unwrap_or_else(|error| panic!("the proxy's URL: {error}"));
+        // The certificate names the apiserver's own host.
+        config.tls_server_name = Some(host);
+        (config, proxy)
     }
 
     /// The apiserver process, for pausing (local clusters only; [`Served`] has the

@@ -49,5 +49,5 @@ pub use kube::{APISERVER_VERSION, KUBECONFIG_VAR, Kube, KubeVersion, VERSION_VAR
 pub use process::{Served, Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
-pub use wait::eventually;
+pub use wait::{eventually, waited};
 pub use widgets::{WIDGET_GROUP, Widget, widget_resource};
