@@ -22,20 +22,30 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(40);
 
 /// Builds the contender once (release profile, in `target/kle`) and returns its path.
 pub fn build() -> PathBuf {
+    built("kle-contender")
+}
+
+/// Builds the controller replica of the warm-standby table (`kle-replica`, same crate)
+/// and returns its path.
+pub fn build_replica() -> PathBuf {
+    built("kle-replica")
+}
+
+fn built(binary: &str) -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = here.join("../../target/kle");
     let status = std::process::Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(here.join("kube-leader-election/Cargo.toml"))
-        .arg("--target-dir")
+        .args(["--bin", binary, "--target-dir"])
         .arg(&target)
         .status()
         .expect("cargo runs");
     assert!(
         status.success(),
-        "the kube-leader-election contender did not build"
+        "the kube-leader-election {binary} did not build"
     );
-    target.join("release/kle-contender")
+    target.join("release").join(binary)
 }
 
 /// One contender process.

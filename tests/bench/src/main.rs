@@ -262,9 +262,9 @@ async fn main() {
 
 /// The warm-standby table, `repeat` repetitions of every mode (interleaved).
 async fn warm_standby(kube: &Kube, repeat: usize) {
-    let binary = standby::build();
+    let binaries = standby::build();
     let objects = standby::Objects::create(kube).await;
-    // LOCK_BENCH_STANDBY_MODES=cold,warm,klm picks rows (default: all).
+    // LOCK_BENCH_STANDBY_MODES=cold,warm,klm,kle picks rows (default: all).
     let modes: Vec<standby::Mode> = match std::env::var("LOCK_BENCH_STANDBY_MODES") {
         Ok(names) => names.split(',').map(standby::Mode::named).collect(),
         Err(_) => standby::Mode::ALL.to_vec(),
@@ -277,7 +277,7 @@ async fn warm_standby(kube: &Kube, repeat: usize) {
                 "[{:>5.0} s] repetition {repetition} of {repeat}: {STANDBY}, {mode:?}",
                 started.elapsed().as_secs_f64()
             );
-            let values = standby::once(&binary, kube, &objects, mode).await;
+            let values = standby::once(&binaries, kube, &objects, mode).await;
             eprintln!("  {values:.1?}");
             table.record(mode, &values);
         }

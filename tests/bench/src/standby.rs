@@ -46,18 +46,26 @@ pub enum Mode {
     Warm,
     /// kube-lease-manager's `watch()`, its defaults; `Controller::new` on leadership.
     KubeLeaseManager,
+    /// kube-leader-election's README usage (15 s lease, polled every 5 s);
+    /// `Controller::new` on leadership. A binary of its own (kube 4).
+    KubeLeaderElection,
 }
 
 impl Mode {
     /// Every mode, in table order.
-    pub const ALL: [Mode; 3] = [Mode::Cold, Mode::Warm, Mode::KubeLeaseManager];
+    pub const ALL: [Mode; 4] = [
+        Mode::Cold,
+        Mode::Warm,
+        Mode::KubeLeaseManager,
+        Mode::KubeLeaderElection,
+    ];
 
     /// The mode of `name` (its replica argument): `cold`, `warm` or `klm`.
     pub fn named(name: &str) -> Mode {
         Mode::ALL
             .into_iter()
             .find(|mode| mode.argument() == name)
-            .unwrap_or_else(|| panic!("no mode {name:?}: cold, warm or klm"))
+            .unwrap_or_else(|| panic!("no mode {name:?}: cold, warm, klm or kle"))
     }
 
     fn argument(self) -> &'static str {
@@ -65,6 +73,7 @@ impl Mode {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
             Mode::KubeLeaseManager => "klm",
+            Mode::KubeLeaderElection => "kle",
         }
     }
 
@@ -75,6 +84,10 @@ impl Mode {
             Mode::KubeLeaseManager => {
                 "kube-lease-manager 0.13, defaults (30 s), `Controller::new` on leadership"
             }
+            Mode::KubeLeaderElection => {
+                "kube-leader-election 0.44, its README's 15 s lease polled every 5 s, \
+                 `Controller::new` on leadership"
+            }
         }
     }
 
@@ -82,7 +95,7 @@ impl Mode {
     fn lead_limit(self) -> Duration {
         match self {
             // It polls; a released lease is taken at its next look, within a lease.
-            Mode::KubeLeaseManager => Duration::from_secs(75),
+            Mode::KubeLeaseManager | Mode::KubeLeaderElection => Duration::from_secs(75),
             Mode::Cold | Mode::Warm => Duration::from_secs(20),
         }
     }
@@ -111,11 +124,26 @@ fn now() -> u128 {
 }
 
 impl Replica {
-    fn start(binary: &Path, kube: &Kube, lease: &str, label: &str, name: &str, mode: Mode) -> Self {
+    fn start(
+        binaries: &Binaries,
+        kube: &Kube,
+        lease: &str,
+        label: &str,
+        name: &str,
+        mode: Mode,
+    ) -> Self {
         let kubeconfig = kube.kubeconfig().expect("a kubeconfig");
-        let mut child = Command::new(binary)
+        let mut command = match mode {
+            Mode::KubeLeaderElection => Command::new(&binaries.kle),
+            Mode::Cold | Mode::Warm | Mode::KubeLeaseManager => Command::new(&binaries.ours),
+        };
+        command
             .arg(kubeconfig)
-            .args([kube.namespace(), lease, label, name, mode.argument()])
+            .args([kube.namespace(), lease, label, name]);
+        if mode != Mode::KubeLeaderElection {
+            command.arg(mode.argument());
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -222,8 +250,14 @@ impl Replica {
     }
 }
 
-/// Builds the replica binary (release, next to this one) and returns its path.
-pub fn build() -> PathBuf {
+/// The replica binaries: lock-bench's own and kube-leader-election's (kube 4).
+pub struct Binaries {
+    ours: PathBuf,
+    kle: PathBuf,
+}
+
+/// Builds the replica binaries (release) and returns their paths.
+pub fn build() -> Binaries {
     let status = std::process::Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "lock-bench"])
         .args(["--bin", "lock-bench-replica", "--manifest-path"])
@@ -232,7 +266,10 @@ pub fn build() -> PathBuf {
         .expect("cargo runs");
     assert!(status.success(), "lock-bench-replica did not build");
     let here = std::env::current_exe().expect("the bench's path");
-    here.with_file_name("lock-bench-replica")
+    Binaries {
+        ours: here.with_file_name("lock-bench-replica"),
+        kle: crate::kle::build_replica(),
+    }
 }
 
 /// The run's objects: `OBJECTS` ConfigMaps labelled `lock-bench=LABEL`.
@@ -303,9 +340,9 @@ impl Objects {
 /// drain, (1) the standby leads, (2) its first reconcile, (3) its reconcile of the
 /// object changed, (4) all reconciled; then the standby's RSS in MiB following and
 /// after (4).
-pub async fn once(binary: &Path, kube: &Kube, objects: &Objects, mode: Mode) -> [f64; 7] {
+pub async fn once(binaries: &Binaries, kube: &Kube, objects: &Objects, mode: Mode) -> [f64; 7] {
     let lease = lock_core::conformance::unique_name("standby-lease");
-    let start = |name| Replica::start(binary, kube, &lease, &objects.label, name, mode);
+    let start = |name| Replica::start(binaries, kube, &lease, &objects.label, name, mode);
     let mut leader = start("replica-1");
     leader
         .until("leading", Duration::from_secs(60), |e| e.kind == "leading")
@@ -313,7 +350,7 @@ pub async fn once(binary: &Path, kube: &Kube, objects: &Objects, mode: Mode) -> 
     leader.until_all_reconciled(Duration::from_secs(60)).await;
     let mut standby = start("replica-2");
     if mode == Mode::Warm {
-        // It campaigns once its cache is filled.
+        // Its cache is filled before the hand-over.
         let ready = standby
             .until("cache ready", Duration::from_secs(60), |e| {
                 e.kind == "cache"

@@ -5,8 +5,8 @@
 //! `lock-bench-replica KUBECONFIG NAMESPACE LEASE LABEL IDENTITY MODE`, MODE one of
 //! - `cold`: lock-core's `LeaderElector` over `KubeBackend`; each term builds
 //!   `Controller::new` (it lists and caches every object first);
-//! - `warm`: the same, with a `lock_kube::WarmCache` made at start (it campaigns once
-//!   the cache is filled) and each term's controller built by
+//! - `warm`: the same, with a `lock_kube::WarmCache` made at start (it campaigns at
+//!   once) and each term's controller built by
 //!   `Controller::for_shared_stream` from it;
 //! - `klm`: kube-lease-manager 0.13's documented usage (`watch()`, its defaults), a
 //!   `Controller::new` started when the channel says leader and stopped when it does not.
@@ -121,16 +121,16 @@ async fn main() {
         return;
     }
     let warm = match mode.as_str() {
-        "warm" => Some(WarmCache::spawn(maps.clone(), config.clone())),
+        "warm" => Some(Arc::new(WarmCache::spawn(maps.clone(), config.clone()))),
         "cold" => None,
         other => panic!("unknown mode {other:?}: cold, warm or klm"),
     };
-    if let Some(warm) = &warm {
-        // Campaigns once the cache is filled: a term that starts before the first list
-        // ends, over more objects than the cache's change buffer (1,024), reconciled
-        // nothing in this bench (lock-kube's WarmCache; see BENCHMARKS.md).
-        warm.ready().await;
-        emit(&format!("cache ready {}", warm.store().len()));
+    if let Some(warm) = warm.clone() {
+        // It campaigns at once: a term that begins first waits for the first list.
+        tokio::spawn(async move {
+            warm.ready().await;
+            emit(&format!("cache ready {}", warm.store().len()));
+        });
     }
     let lock = Lock::new(KubeBackend::new(client, &namespace), lease, identity).expect("a lock");
     let elector = LeaderElector::new(lock);
