@@ -115,6 +115,19 @@ pub trait Backend: Send + Sync + 'static {
         Ok(Box::pin(futures::stream::pending()))
     }
 
+    /// Notifications that a lock whose name starts with `prefix` may have been taken,
+    /// released or deleted, for a group of locks watched as one ([`ElectedShards`]'
+    /// roster): an item means "look at the group again" (renewals need not notify); the
+    /// end of the stream means notifications stopped, and the group is polled until it
+    /// subscribes again. The default says the backend cannot, and the group is polled.
+    ///
+    /// [`ElectedShards`]: crate::ElectedShards
+    async fn group_changes(&self, _prefix: &str) -> Result<Changes> {
+        Err(Error::Unsupported {
+            reason: "this backend cannot watch a group of locks".to_owned(),
+        })
+    }
+
     /// Frees `name` if `holder` holds it now, whichever acquisition that is: a
     /// compare-and-set on the record read, for an operator freeing a stuck holder
     /// ([`Lock::break_lock`](crate::Lock::break_lock), `lockctl release`). The default
@@ -159,6 +172,10 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn changes(&self, name: &LockName) -> Result<Changes> {
         (**self).changes(name).await
+    }
+
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        (**self).group_changes(prefix).await
     }
 
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {

@@ -186,6 +186,10 @@ impl<B: Backend> Backend for Faulty<B> {
         self.forward(self.inner.changes(name)).await
     }
 
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        self.forward(self.inner.group_changes(prefix)).await
+    }
+
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
         self.forward(self.inner.release_holder(name, holder)).await
     }

@@ -43,6 +43,8 @@ static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone, Default)]
 pub struct MemoryBackend {
     locks: Arc<Mutex<HashMap<LockName, Slot>>>,
+    /// Bumped whenever any lock is taken or freed, for the groups watching.
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -115,7 +117,13 @@ impl MemoryBackend {
 
     fn with_slot<T>(&self, name: &LockName, f: impl FnOnce(&mut Slot) -> T) -> T {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        f(locks.entry(name.clone()).or_insert_with(Slot::new))
+        let slot = locks.entry(name.clone()).or_insert_with(Slot::new);
+        let before = *slot.changed.borrow();
+        let result = f(slot);
+        if *slot.changed.borrow() != before {
+            self.changed.send_modify(|version| *version += 1);
+        }
+        result
     }
 }
 
@@ -205,10 +213,21 @@ impl Backend for MemoryBackend {
     }
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {
-        let receiver = self.with_slot(name, |slot| slot.changed.subscribe());
-        Ok(Box::pin(futures::stream::unfold(
-            receiver,
-            |mut receiver| async move { receiver.changed().await.ok().map(|()| ((), receiver)) },
-        )))
+        Ok(notifications(
+            self.with_slot(name, |slot| slot.changed.subscribe()),
+        ))
     }
+
+    /// Every take and release of any lock notifies (the prefix is not looked at).
+    async fn group_changes(&self, _prefix: &str) -> Result<Changes> {
+        Ok(notifications(self.changed.subscribe()))
+    }
+}
+
+/// An item each time `receiver` sees a change.
+fn notifications(receiver: watch::Receiver<u64>) -> Changes {
+    Box::pin(futures::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.changed().await.ok().map(|()| ((), receiver)) },
+    ))
 }

@@ -92,6 +92,13 @@ impl Locks {
             .await
     }
 
+    /// Change notifications of the locks under `prefix` (the subscription bounded).
+    pub(crate) async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        Request::new("watch", prefix, &self.timing)
+            .send(self.backend.group_changes(prefix))
+            .await
+    }
+
     /// Frees the lock `name` if `holder` holds it now, whichever acquisition that is:
     /// a compare-and-set on the record read, never a blind delete. `NotHeld` if someone
     /// else (or nobody) holds it; nothing is changed then. The released holder's guard

@@ -6,10 +6,14 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::watch, time::sleep};
+use futures::StreamExt;
+use tokio::{
+    sync::{Notify, watch},
+    time::sleep,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backend, Error, FencingToken, Guard, Lock, LockName, Result, Timing};
+use crate::{Backend, Error, FencingToken, Guard, Listed, Lock, LockName, Locks, Result, Timing};
 
 /// The default number of member slots: how many members a group can have.
 pub const DEFAULT_MAX_MEMBERS: u32 = 16;
@@ -67,6 +71,8 @@ struct Inner {
     rebalance_every: Duration,
     held: Mutex<BTreeMap<u32, Guard>>,
     owned: watch::Sender<BTreeSet<u32>>,
+    /// Wakes the rebalance loop when a held shard is lost.
+    lost_shard: Notify,
     shutdown: CancellationToken,
 }
 
@@ -157,6 +163,7 @@ impl ElectedShardsBuilder {
                 rebalance_every,
                 held: Mutex::default(),
                 owned: watch::Sender::new(BTreeSet::new()),
+                lost_shard: Notify::new(),
                 shutdown: CancellationToken::new(),
             }),
         })
@@ -184,6 +191,78 @@ fn first_shard(rank: u32, shards: u32, members: u32) -> u32 {
     let start = u64::from(rank) * u64::from(shards) / u64::from(members.max(1));
     u32::try_from(start).unwrap_or(0)
 }
+
+/// A lock of the group.
+enum Kind {
+    Member,
+    Shard,
+}
+
+/// The group as one list of its locks shows it.
+#[derive(Default)]
+struct Roster {
+    /// The member slots held and not expired.
+    members: BTreeSet<u32>,
+    /// The shards held, not expired, and not by this member.
+    others_shards: BTreeSet<u32>,
+    /// How long until the first of the records this member does not hold expires if
+    /// not renewed: a crashed member's locks are seen free then (no notification says so).
+    next_expiry: Option<Duration>,
+}
+
+/// The group's change notifications ([`Backend::group_changes`]), subscribed again when
+/// they end; while there are none, the group is polled every `rebalance_every`.
+#[derive(Default)]
+struct GroupChanges {
+    stream: Option<crate::backend::Changes>,
+    /// The backend cannot notify: poll, and do not ask again.
+    unsupported: bool,
+}
+
+impl GroupChanges {
+    /// Waits for the next notification; subscribes first if needed. Pending forever
+    /// while there are none (the caller's timer polls).
+    async fn next(&mut self, shards: &ElectedShards) {
+        if self.stream.is_none() && !self.unsupported {
+            let inner = &shards.inner;
+            let prefix = format!("{}.", inner.options.group);
+            match shards.locks().group_changes(&prefix).await {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    return; // look once more: a change before subscribing is not missed
+                }
+                Err(Error::Unsupported { .. }) => self.unsupported = true,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot watch the group; polling it");
+                    sleep(inner.rebalance_every).await;
+                    return;
+                }
+            }
+        }
+        match self.stream.as_mut() {
+            Some(stream) => {
+                if stream.next().await.is_none() {
+                    self.stream = None;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When to look at the group again without a notification: when the first of the
+    /// others' records would expire (at most a TTL away), or every `rebalance_every`
+    /// while nothing notifies.
+    fn next_look(&self, next_expiry: Option<Duration>, inner: &Inner) -> Duration {
+        if self.stream.is_none() {
+            return inner.rebalance_every;
+        }
+        let ttl = inner.options.timing.ttl();
+        next_expiry.map_or(ttl, |expiry| expiry.min(ttl)) + EXPIRY_MARGIN
+    }
+}
+
+/// Looked at this long after a record's expiry, so that it is seen expired.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(10);
 
 impl ElectedShards {
     /// A member `identity` of `group` (a lock-name prefix), splitting `shards` shards.
@@ -277,23 +356,30 @@ impl ElectedShards {
     pub async fn run(&self) -> Result<()> {
         let inner = &self.inner;
         let _left = LeaveOnDrop(self);
+        let mut changes = GroupChanges::default();
         loop {
-            let Some((slot, membership)) = self.join().await? else {
+            let Some((slot, membership)) = self.join(&mut changes).await? else {
                 return Ok(());
             };
             tracing::info!(group = %inner.options.group, identity = %inner.options.identity, slot, "joined");
             while !inner.shutdown.is_cancelled() && membership.is_valid() {
-                if let Err(error) = self.rebalance(slot).await {
-                    if !error.is_transient() {
+                let next_look = match self.rebalance(slot).await {
+                    Ok(roster) => changes.next_look(roster.next_expiry, inner),
+                    Err(error) if error.is_transient() => {
+                        tracing::debug!(%error, "rebalance failed; trying again");
+                        inner.rebalance_every
+                    }
+                    Err(error) => {
                         self.leave(None).await;
                         return Err(error);
                     }
-                    tracing::debug!(%error, "rebalance failed; trying again");
-                }
+                };
                 tokio::select! {
                     () = inner.shutdown.cancelled() => {}
                     _ = membership.lost() => {}
-                    () = sleep(inner.rebalance_every) => {}
+                    () = inner.lost_shard.notified() => {}
+                    () = changes.next(self) => {}
+                    () = sleep(next_look) => {}
                 }
             }
             if inner.shutdown.is_cancelled() {
@@ -314,26 +400,83 @@ impl ElectedShards {
     }
 
     /// Takes the first free member slot, waiting for one if the group is full.
-    async fn join(&self) -> Result<Option<(u32, Guard)>> {
+    async fn join(&self, changes: &mut GroupChanges) -> Result<Option<(u32, Guard)>> {
         let inner = &self.inner;
         loop {
-            for slot in 0..inner.options.max_members {
-                match self
-                    .lock(&member_name(&inner.options.group, slot))?
-                    .try_acquire()
-                    .await
-                {
-                    Ok(guard) => return Ok(Some((slot, guard))),
-                    Err(Error::Held(_)) => {}
-                    Err(error) if error.is_transient() => {}
-                    Err(error) => return Err(error),
+            let next_look = match self.look().await {
+                Ok(roster) => {
+                    let free = (0..inner.options.max_members)
+                        .filter(|slot| !roster.members.contains(slot));
+                    for slot in free {
+                        match self
+                            .lock(&member_name(&inner.options.group, slot))?
+                            .try_acquire()
+                            .await
+                        {
+                            Ok(guard) => return Ok(Some((slot, guard))),
+                            Err(Error::Held(_)) => {}
+                            Err(error) if error.is_transient() => break,
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    changes.next_look(roster.next_expiry, inner)
                 }
-            }
+                Err(error) if error.is_transient() => inner.rebalance_every,
+                Err(error) => return Err(error),
+            };
             tokio::select! {
                 () = inner.shutdown.cancelled() => return Ok(None),
-                () = sleep(inner.rebalance_every) => {}
+                () = changes.next(self) => {}
+                () = sleep(next_look) => {}
             }
         }
+    }
+
+    /// The group as one list of its locks shows it.
+    async fn look(&self) -> Result<Roster> {
+        let inner = &self.inner;
+        let prefix = format!("{}.", inner.options.group);
+        let listed = self.locks().list(&prefix).await?;
+        let held = self.held_shards();
+        let mut roster = Roster::default();
+        for Listed { name, holder } in listed {
+            let Some(lock) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let number = |kind: &str| lock.strip_prefix(kind).and_then(|n| n.parse::<u32>().ok());
+            let (kind, number) = match (number("member-"), number("shard-")) {
+                (Some(slot), _) if slot < inner.options.max_members => (Kind::Member, slot),
+                (_, Some(shard)) if shard < inner.options.shards && !held.contains(&shard) => {
+                    (Kind::Shard, shard)
+                }
+                _ => continue,
+            };
+            let expires_in = match holder {
+                Ok(None) => continue,
+                Ok(Some(info)) if info.expires_in == Some(Duration::ZERO) => continue,
+                // This member's own records are renewed by this member.
+                Ok(Some(info)) if info.holder == inner.options.identity => None,
+                Ok(Some(info)) => info.expires_in,
+                // A record that cannot be read is not taken: as if held.
+                Err(_) => None,
+            };
+            match kind {
+                Kind::Member => roster.members.insert(number),
+                Kind::Shard => roster.others_shards.insert(number),
+            };
+            if let Some(expires_in) = expires_in {
+                roster.next_expiry =
+                    Some(roster.next_expiry.map_or(expires_in, |e| e.min(expires_in)));
+            }
+        }
+        Ok(roster)
+    }
+
+    fn locks(&self) -> Locks {
+        Locks::over(
+            self.inner.options.backend.clone(),
+            self.inner.options.timing,
+        )
     }
 
     fn lock(&self, name: &str) -> Result<Lock> {
@@ -347,38 +490,20 @@ impl ElectedShards {
     }
 
     /// One look at the group: forget lost shards, then take or give up shards until
-    /// this member holds its fair share.
-    async fn rebalance(&self, slot: u32) -> Result<()> {
+    /// this member holds its fair share. Returns the roster it acted on.
+    async fn rebalance(&self, slot: u32) -> Result<Roster> {
         let inner = &self.inner;
         self.forget_lost();
-        let mut live = Vec::new();
-        for other in 0..inner.options.max_members {
-            if other == slot
-                || self
-                    .is_live(&member_name(&inner.options.group, other))
-                    .await?
-            {
-                live.push(other);
-            }
-        }
+        let mut roster = self.look().await?;
+        roster.members.insert(slot);
+        let live: Vec<u32> = roster.members.iter().copied().collect();
         let rank = u32::try_from(live.iter().position(|s| *s == slot).unwrap_or(0)).unwrap_or(0);
         let members = u32::try_from(live.len()).unwrap_or(u32::MAX);
         let target = fair_share(inner.options.shards, members, rank);
 
         self.forget_lost();
         let mut owned = self.held_shards();
-        // Keep looking at the shards others hold, so that a crashed owner's shard is
-        // known expired as soon as its TTL has passed (Kubernetes judges expiry by each
-        // contender's own observation of the record).
-        let mut taken_by_others = BTreeSet::new();
-        for shard in (0..inner.options.shards).filter(|shard| !owned.contains(shard)) {
-            if self
-                .is_live(&shard_name(&inner.options.group, shard))
-                .await?
-            {
-                taken_by_others.insert(shard);
-            }
-        }
+        let taken_by_others = &roster.others_shards;
         let start = first_shard(rank, inner.options.shards, members);
         for offset in 0..inner.options.shards {
             if owned.len() >= target as usize {
@@ -411,13 +536,7 @@ impl ElectedShards {
         if !surplus.is_empty() {
             self.give_up(&surplus).await;
         }
-        Ok(())
-    }
-
-    /// Whether the lock `name` is held and not expired, as the backend sees it now.
-    async fn is_live(&self, name: &str) -> Result<bool> {
-        let holder = self.lock(name)?.holder().await?;
-        Ok(holder.is_some_and(|info| info.expires_in != Some(Duration::ZERO)))
+        Ok(roster)
     }
 
     fn held_shards(&self) -> BTreeSet<u32> {
@@ -531,6 +650,7 @@ impl ElectedShards {
                 held.remove(&shard)
             };
             drop(lost);
+            inner.lost_shard.notify_one();
         });
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, ResponseHeader, Txn, TxnOp,
-    TxnOpResponse,
+    TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
 use lock_core::{
@@ -356,9 +356,27 @@ impl Backend for EtcdBackend {
     /// Watches the key; the stream ends on a watch error (e.g. after compaction) and the
     /// waiter subscribes again.
     async fn changes(&self, name: &LockName) -> Result<Changes> {
+        self.watch(self.key(name), None).await
+    }
+
+    /// A prefix watch: keep-alives change no key, so renewals do not notify.
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        let prefix = format!("{}{prefix}", self.prefix);
+        self.watch(prefix, Some(WatchOptions::new().with_prefix()))
+            .await
+    }
+}
+
+impl EtcdBackend {
+    /// A notification for each put or delete of `key` (or under it, with a prefix).
+    async fn watch(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<WatchOptions>,
+    ) -> Result<Changes> {
         let mut client = self.client.clone();
         let stream = client
-            .watch(self.key(name), None)
+            .watch(key, options)
             .await
             .map_err(|e| lock_error(e, "watch the lock"))?;
         let changes = futures::stream::unfold(stream, |mut stream| async move {

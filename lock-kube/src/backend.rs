@@ -650,6 +650,57 @@ impl Backend for KubeBackend {
         Ok(self.inner.info(name.as_str(), &record))
     }
 
+    /// Watches the namespace's Leases (re-listing after errors and `410 Gone`, with
+    /// backoff), keeping those whose name starts with `prefix`: every event updates what
+    /// this process knows of them (so that a list judges expiry by a fresh observation),
+    /// and one whose holder or acquisition changed, was created or deleted, notifies.
+    /// A renewal does not. The Leases of other locks in the namespace are received and
+    /// dropped: keep a busy namespace's locks apart.
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        let (inner, prefix) = (self.inner.clone(), prefix.to_owned());
+        // Each Lease's acquisition as last seen: holder and transitions.
+        let mut acquisitions: HashMap<String, Option<(Option<String>, i32)>> = HashMap::new();
+        let events = watcher(inner.api.clone(), watcher::Config::default()).default_backoff();
+        Ok(Box::pin(events.filter_map(move |event| {
+            let in_group = |lease: &Lease| {
+                lease
+                    .metadata
+                    .name
+                    .clone()
+                    .filter(|name| name.starts_with(&prefix))
+            };
+            let changed = match event {
+                Ok(watcher::Event::Apply(lease)) => in_group(&lease).is_some_and(|name| {
+                    inner.known.saw(&lease);
+                    let acquisition = acquisition(&lease);
+                    acquisitions.insert(name, acquisition.clone()) != Some(acquisition)
+                }),
+                // A (re-)list notifies once, when it is done.
+                Ok(watcher::Event::InitApply(lease)) => {
+                    if let Some(name) = in_group(&lease) {
+                        inner.known.saw(&lease);
+                        acquisitions.insert(name, acquisition(&lease));
+                    }
+                    false
+                }
+                Ok(watcher::Event::Delete(lease)) => in_group(&lease).is_some_and(|name| {
+                    inner.known.forget(&name);
+                    acquisitions.remove(&name).is_some()
+                }),
+                Ok(watcher::Event::Init) => {
+                    acquisitions.clear();
+                    false
+                }
+                Ok(watcher::Event::InitDone) => true,
+                Err(error) => {
+                    tracing::debug!(%error, "lease watch failed; it re-lists with backoff");
+                    false
+                }
+            };
+            futures::future::ready(changed.then_some(()))
+        })))
+    }
+
     /// Watches the Lease (re-listing after errors and `410 Gone`, with backoff); every
     /// event also updates what this process knows of it.
     async fn changes(&self, name: &LockName) -> Result<Changes> {
@@ -678,4 +729,11 @@ impl Backend for KubeBackend {
             futures::future::ready(changed)
         })))
     }
+}
+
+/// Who holds `lease` and how often it changed hands: what a group watch compares.
+fn acquisition(lease: &Lease) -> Option<(Option<String>, i32)> {
+    Record::read(lease)
+        .ok()
+        .map(|record| (record.holder, record.transitions))
 }

@@ -1,5 +1,5 @@
 //! A backend wrapper for the core's timing specifications: it records when each renewal
-//! was sent and ended. Faults (latency, failures) come from a [`lock_core::Faulty`]
+//! was sent and ended, and counts every request by kind. Faults (latency, failures) come from a [`lock_core::Faulty`]
 //! inside it, so that the recorded times include them.
 #![allow(dead_code)] // each test binary uses a part of it
 
@@ -25,6 +25,8 @@ pub struct Request {
 struct Record {
     renewals: Vec<Request>,
     hand_over: bool,
+    /// Requests sent, by kind (`take`, `renew`, `list`, ...).
+    sent: std::collections::HashMap<&'static str, usize>,
 }
 
 /// A backend that records the renewals sent through it to `inner`.
@@ -56,6 +58,15 @@ impl<B: Backend> Recorder<B> {
     pub fn renewals(&self) -> Vec<Request> {
         self.record().renewals.clone()
     }
+
+    /// How many requests of `kind` (a `Backend` method's name) were sent so far.
+    pub fn sent(&self, kind: &str) -> usize {
+        self.record().sent.get(kind).copied().unwrap_or(0)
+    }
+
+    fn count(&self, kind: &'static str) {
+        *self.record().sent.entry(kind).or_default() += 1;
+    }
 }
 
 /// Marks a recorded request as ended when the request future is dropped or finishes.
@@ -71,10 +82,12 @@ impl Drop for Ends {
 #[async_trait]
 impl<B: Backend> Backend for Recorder<B> {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
+        self.count("take");
         self.inner.take(name, holder, ttl).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
+        self.count("renew");
         let (index, hand_over) = {
             let mut record = self.record();
             record.renewals.push(Request {
@@ -91,22 +104,32 @@ impl<B: Backend> Backend for Recorder<B> {
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
+        self.count("release");
         self.inner.release(lease).await
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
+        self.count("describe");
         self.inner.describe(name).await
     }
 
     async fn changes(&self, name: &LockName) -> Result<Changes> {
+        self.count("changes");
         self.inner.changes(name).await
     }
 
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        self.count("group_changes");
+        self.inner.group_changes(prefix).await
+    }
+
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
+        self.count("release_holder");
         self.inner.release_holder(name, holder).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.count("list");
         self.inner.list(prefix).await
     }
 }

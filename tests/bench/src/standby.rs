@@ -349,23 +349,28 @@ pub async fn once(binaries: &Binaries, kube: &Kube, objects: &Objects, mode: Mod
         .await;
     leader.until_all_reconciled(Duration::from_secs(60)).await;
     let mut standby = start("replica-2");
-    if mode == Mode::Warm {
-        // Its cache is filled before the hand-over.
-        let ready = standby
-            .until("cache ready", Duration::from_secs(60), |e| {
-                e.kind == "cache"
-            })
-            .await;
-        assert_eq!(
-            ready.args.get(1).map(String::as_str),
-            Some(OBJECTS.to_string().as_str()),
-            "the warm cache holds every object"
-        );
-    }
+    // Following, and (warm) with its cache filled: in either order.
+    let (mut following, mut cached) = (false, mode != Mode::Warm);
     standby
-        .until("following", Duration::from_secs(30), |e| {
-            e.kind == "following"
-        })
+        .until(
+            "following (warm: and its cache filled)",
+            Duration::from_secs(60),
+            |e| {
+                match e.kind.as_str() {
+                    "following" => following = true,
+                    "cache" => {
+                        assert_eq!(
+                            e.args.get(1).map(String::as_str),
+                            Some(OBJECTS.to_string().as_str()),
+                            "the warm cache holds every object"
+                        );
+                        cached = true;
+                    }
+                    _ => {}
+                }
+                following && cached
+            },
+        )
         .await;
     // Settled: the first list's garbage returned, the watch idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
