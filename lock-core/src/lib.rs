@@ -110,7 +110,7 @@ pub use name::{LockName, MAX_IDENTITY_LEN, MAX_NAME_LEN};
 pub use operator::Locks;
 pub use register::FencedRegister;
 pub use request::RequestTimeout;
-pub use shards::{DEFAULT_MAX_MEMBERS, ElectedShards, ElectedShardsBuilder, shard_of};
+pub use shards::{DEFAULT_MAX_MEMBERS, ElectedShards, ElectedShardsBuilder, ShardWork, shard_of};
 pub use timing::{DEFAULT_TTL, Timing};
 pub use token::FencingToken;
 pub use validity::{LossReason, Validity};

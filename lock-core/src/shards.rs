@@ -39,10 +39,17 @@ pub fn shard_of(key: &str, shards: u32) -> u32 {
 /// and takes a fair share of the shards: `shards / members`, plus one for the members of
 /// the lowest ranks when it does not divide evenly, so once stable no two members differ
 /// by more than one shard. When a member joins or leaves gracefully, the others give up
-/// or take over shards at their next rebalance; when one crashes, its member slot and
-/// shards expire after their TTL and are taken over then. A shard given up is first
-/// removed from [`owned`](ElectedShards::owned), then released after the drain period,
-/// so its work can finish. Each shard is a lock of its own, with its own token.
+/// or take over shards at once (members learn of each other from the group's change
+/// notifications, [`Backend::group_changes`]; a backend without them is polled); when
+/// one crashes, its member slot and shards expire after their TTL and are taken over
+/// then. A shard given up is first removed from [`owned`](ElectedShards::owned), then
+/// released once its work in flight ([`work_on`](ElectedShards::work_on)) has ended, at
+/// most the [drain](ElectedShardsBuilder::drain) timeout later. Each shard is a lock of
+/// its own, with its own token.
+///
+/// Once settled, a group costs the server its renewals, one change watch per member,
+/// and one list per member each time the first of the others' records could have
+/// expired unrenewed (that is how a crashed member is noticed); no read per lock.
 ///
 /// ```
 /// use std::time::Duration;
@@ -71,6 +78,8 @@ struct Inner {
     rebalance_every: Duration,
     held: Mutex<BTreeMap<u32, Guard>>,
     owned: watch::Sender<BTreeSet<u32>>,
+    /// How many [`ShardWork`]s of each shard are in flight.
+    work: watch::Sender<BTreeMap<u32, usize>>,
     /// Wakes the rebalance loop when a held shard is lost.
     lost_shard: Notify,
     shutdown: CancellationToken,
@@ -125,8 +134,10 @@ impl ElectedShardsBuilder {
         self
     }
 
-    /// How long a shard given up stays held after it left [`owned`](ElectedShards::owned),
-    /// so that its work drains (default: none).
+    /// How long a shard given up may stay held, after it left
+    /// [`owned`](ElectedShards::owned), waiting for its [`ShardWork`] in flight to end:
+    /// it is released as soon as none is left, or when this has passed (default: none,
+    /// released at once).
     pub fn drain(mut self, drain: Duration) -> Self {
         self.options.drain = drain;
         self
@@ -163,6 +174,7 @@ impl ElectedShardsBuilder {
                 rebalance_every,
                 held: Mutex::default(),
                 owned: watch::Sender::new(BTreeSet::new()),
+                work: watch::Sender::new(BTreeMap::new()),
                 lost_shard: Notify::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -333,6 +345,48 @@ impl ElectedShards {
         held.get(&shard)
             .filter(|guard| guard.is_valid())
             .map(Guard::token)
+    }
+
+    /// Starts work on the shard of `key` if this member owns it now, or `None`. While the
+    /// [`ShardWork`] lives, a shard given up stays held (up to the
+    /// [drain](ElectedShardsBuilder::drain) timeout), so that the next owner starts only
+    /// after this work ended; fence the work's writes with its [`token`](ShardWork::token).
+    ///
+    /// ```
+    /// # use lock_core::ElectedShards;
+    /// # async fn reconcile(shards: &ElectedShards, key: &str) {
+    /// let Some(work) = shards.work_on(key) else {
+    ///     return; // another member's object
+    /// };
+    /// // ... reconcile `key`, writing with `work.token()` ...
+    /// drop(work); // done: a shard given up meanwhile may be released now
+    /// # }
+    /// ```
+    pub fn work_on(&self, key: &str) -> Option<ShardWork> {
+        self.work_on_shard(self.shard_of(key))
+    }
+
+    /// Starts work on `shard` if this member owns it now; see [`work_on`](Self::work_on).
+    pub fn work_on_shard(&self, shard: u32) -> Option<ShardWork> {
+        // Under `held`, as giving a shard up: no work starts on a shard once it is no
+        // longer owned.
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let token = held
+            .get(&shard)
+            .filter(|guard| guard.is_valid() && self.inner.owned.borrow().contains(&shard))
+            .map(Guard::token)?;
+        self.inner
+            .work
+            .send_modify(|work| *work.entry(shard).or_default() += 1);
+        Some(ShardWork {
+            shard,
+            token,
+            inner: self.inner.clone(),
+        })
     }
 
     /// Leaves the group gracefully: no shard is owned any more, the shards drain and are
@@ -583,19 +637,29 @@ impl ElectedShards {
         });
     }
 
-    /// Stops owning `shards`, lets their work drain, and releases them.
+    /// Stops owning `shards`, waits for their work in flight (up to the drain timeout),
+    /// and releases them.
     async fn give_up(&self, shards: &[u32]) {
-        self.inner.owned.send_modify(|owned| {
-            for shard in shards {
-                owned.remove(shard);
-            }
-            crate::metrics::shards_owned(
-                &self.inner.options.group,
-                &self.inner.options.identity,
-                owned.len(),
-            );
-        });
-        sleep(self.inner.options.drain).await;
+        {
+            let _held = self
+                .inner
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.inner.owned.send_modify(|owned| {
+                for shard in shards {
+                    owned.remove(shard);
+                }
+                crate::metrics::shards_owned(
+                    &self.inner.options.group,
+                    &self.inner.options.identity,
+                    owned.len(),
+                );
+            });
+        }
+        let mut work = self.inner.work.subscribe();
+        let drained = work.wait_for(|work| shards.iter().all(|shard| !work.contains_key(shard)));
+        let _ = tokio::time::timeout(self.inner.options.drain, drained).await;
         let guards: Vec<Guard> = {
             let mut held = self
                 .inner
@@ -661,6 +725,49 @@ impl ElectedShards {
             let _ = membership.release().await;
         }
         tracing::info!(group = %self.inner.options.group, identity = %self.inner.options.identity, "left");
+    }
+}
+
+/// Work on one shard, from [`ElectedShards::work_on`]: while it lives, the shard is not
+/// released (up to the drain timeout). Dropping it ends the work.
+#[must_use = "the work ends when this is dropped"]
+pub struct ShardWork {
+    shard: u32,
+    token: FencingToken,
+    inner: Arc<Inner>,
+}
+
+impl ShardWork {
+    /// The shard worked on.
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// The shard's fencing token: pass it into the work's writes.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+}
+
+impl std::fmt::Debug for ShardWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardWork")
+            .field("shard", &self.shard)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl Drop for ShardWork {
+    fn drop(&mut self) {
+        self.inner.work.send_modify(|work| {
+            if let Some(count) = work.get_mut(&self.shard) {
+                *count -= 1;
+                if *count == 0 {
+                    work.remove(&self.shard);
+                }
+            }
+        });
     }
 }
 

@@ -219,3 +219,62 @@ async fn a_crashed_members_shards_are_taken_when_its_records_expire() {
     run_a.await.expect("a ran").expect("a stops cleanly");
     run_b.abort();
 }
+
+/// A shard given up is released when the work on it ends, not before: the next owner
+/// starts only after it. Work that never ends holds it up to the drain timeout.
+#[tokio::test(start_paused = true)]
+async fn a_shard_given_up_is_released_when_its_work_ends_bounded_by_the_drain() {
+    let server = MemoryBackend::new();
+    let drain = Duration::from_secs(10);
+    let member = |identity| {
+        ElectedShards::builder(server.clone(), "group", identity, SHARDS)
+            .timing(Timing::new(TTL))
+            .max_members(2)
+            .drain(drain)
+            .build()
+            .expect("valid shards")
+    };
+    let (a, b) = (member("a"), member("b"));
+    let run_a = run(&a);
+    until("a owns every shard", TTL, || {
+        a.owned().borrow().len() == SHARDS as usize
+    })
+    .await;
+    // a gives up its highest shards when b joins; work is in flight on two of them.
+    let (last, before_last) = (SHARDS - 1, SHARDS - 2);
+    let work = a.work_on_shard(last).expect("a owns the last shard");
+    let endless = a.work_on_shard(before_last).expect("a owns the one before");
+    assert_eq!(work.token(), a.token(last).expect("a token"));
+    let run_b = run(&b);
+    until("a gave the last shard up", TTL, || {
+        !a.owned().borrow().contains(&last)
+    })
+    .await;
+    assert!(
+        a.work_on_shard(last).is_none(),
+        "no new work on a shard given up"
+    );
+    sleep(Duration::from_secs(2)).await;
+    assert!(
+        !b.owns_shard(last),
+        "b must not own a shard whose work is in flight"
+    );
+    drop(work);
+    let ended = Instant::now();
+    until("b owns the last shard", TTL, || b.owns_shard(last)).await;
+    assert!(
+        ended.elapsed() < Duration::from_millis(500),
+        "released {:?} after its work ended",
+        ended.elapsed()
+    );
+    until("b owns the shard whose work never ended", drain, || {
+        b.owns_shard(before_last)
+    })
+    .await;
+    drop(endless);
+    for m in [&a, &b] {
+        m.shutdown();
+    }
+    run_a.await.expect("a ran").expect("a stops cleanly");
+    run_b.await.expect("b ran").expect("b stops cleanly");
+}

@@ -6,7 +6,10 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use futures::{FutureExt, Stream, StreamExt, stream};
+use futures::{
+    FutureExt, Stream, StreamExt,
+    stream::{self, PollNext},
+};
 use kube::{
     Api, Resource,
     runtime::{
@@ -191,9 +194,10 @@ where
 
     /// What a term's controller reconciles: first the objects changed most recently
     /// (the last 1,024 changes the watch saw, newest first), then every object in the
-    /// cache, then every change as it comes. A term that starts before the first list
-    /// is in waits for it. An object may come more than once, which a controller takes
-    /// as it comes. The stream ends when the `WarmCache` is dropped.
+    /// cache, and every change as it comes (ahead of the cached objects not yet handed
+    /// over). A term that starts before the first list is in waits for it. An object may
+    /// come more than once, which a controller takes as it comes. The stream ends when
+    /// the `WarmCache` is dropped.
     pub fn trigger(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (changes, mut ready) = (self.changes.clone(), self.ready.clone());
         let (store, recent) = (self.store.clone(), self.recent.clone());
@@ -211,9 +215,11 @@ where
                     .filter_map(|object| store.get(object))
                     .collect()
             };
-            paced(recent)
-                .chain(paced(store.state()))
-                .chain(following(subscriber, store))
+            let cached = paced(recent).chain(paced(store.state()));
+            // A change while the cache is handed over goes ahead of it.
+            stream::select_with_strategy(following(subscriber, store), cached, |_: &mut ()| {
+                PollNext::Left
+            })
         })
         .flatten()
     }

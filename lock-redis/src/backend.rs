@@ -11,7 +11,14 @@ use lock_core::{
 use redis::{AsyncCommands, AsyncIter, Client, aio::ConnectionManager};
 use tokio::sync::broadcast;
 
-use crate::{error::lock_error, scripts, subscriber::Subscriber};
+use crate::{
+    error::lock_error,
+    scripts,
+    subscriber::{Subscriber, Topic},
+};
+
+/// What the release script publishes on the lock's channel (a take publishes `taken`).
+const RELEASED: &str = "released";
 
 /// The key prefix used when none is given.
 pub const DEFAULT_PREFIX: &str = "locks:";
@@ -180,6 +187,7 @@ impl Backend for RedisBackend {
         let (taken, value, pttl): (i64, Vec<u8>, i64) = scripts::ACQUIRE
             .key(&keys.lock)
             .key(&keys.counter)
+            .key(&keys.channel)
             .arg(millis(ttl))
             .arg(holder)
             .invoke_async(&mut self.connection.clone())
@@ -280,14 +288,42 @@ impl Backend for RedisBackend {
     /// one shared subscriber connection. Expiry needs no message: a waiter wakes when
     /// the holder's remaining TTL runs out.
     async fn changes(&self, name: &LockName) -> Result<Changes> {
-        let receiver = self
-            .subscriber
-            .subscribe(&self.client, &self.keys(name).channel, name.as_str())
-            .await?;
-        let messages = futures::stream::unfold(receiver, |mut receiver| async move {
-            match receiver.recv().await {
-                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), receiver)),
-                Err(broadcast::error::RecvError::Closed) => None,
+        let topic = Topic::Channel(self.keys(name).channel);
+        self.notifications(topic, name.as_str(), |message| message == RELEASED)
+            .await
+    }
+
+    /// Listens on every lock channel of the group (a pattern), where takes and releases
+    /// are published; renewals publish nothing.
+    async fn group_changes(&self, prefix: &str) -> Result<Changes> {
+        let pattern = format!(
+            "{}{{{}*}}:changes",
+            glob_escape(&self.prefix),
+            glob_escape(prefix)
+        );
+        self.notifications(Topic::Pattern(pattern), prefix, |_| true)
+            .await
+    }
+}
+
+impl RedisBackend {
+    /// An item for each message on `topic` that `wakes`, over the backend's one
+    /// subscriber connection; the stream ends when that connection does.
+    async fn notifications(
+        &self,
+        topic: Topic,
+        name: &str,
+        wakes: fn(&str) -> bool,
+    ) -> Result<Changes> {
+        let receiver = self.subscriber.subscribe(&self.client, topic, name).await?;
+        let messages = futures::stream::unfold(receiver, move |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(message) if wakes(&message) => return Some(((), receiver)),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(((), receiver)),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
             }
         });
         Ok(messages.boxed())

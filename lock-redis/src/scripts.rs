@@ -14,7 +14,9 @@ use redis::Script;
 /// is not a plain number below 2^53 (where Lua's doubles stop counting by one) is
 /// reported, never used.
 ///
-/// KEYS: lock, counter. ARGV: ttl in ms, holder.
+/// Publishes `taken` on the lock's channel, for the groups watching (waiters ignore it).
+///
+/// KEYS: lock, counter, channel. ARGV: ttl in ms, holder.
 /// Returns `{1, token, 0}` when taken, `{0, value, pttl}` when held.
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -35,6 +37,7 @@ local token = math.max(tonumber(counter or '0') + 1, now)
 local text = string.format('%.0f', token)
 redis.call('SET', KEYS[2], text)
 redis.call('SET', KEYS[1], 'v1:' .. text .. ':' .. ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[1])
+redis.call('PUBLISH', KEYS[3], 'taken')
 return {1, text, 0}
 ",
     )

@@ -34,7 +34,7 @@ pub fn build_replica() -> PathBuf {
 fn built(binary: &str) -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = here.join("../../target/kle");
-    let status = std::process::Command::new(env!("CARGO"))
+    let status = crate::cargo::cargo()
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(here.join("kube-leader-election/Cargo.toml"))
         .args(["--bin", binary, "--target-dir"])

@@ -10,14 +10,17 @@
 //! Run: `cargo run --release -p lock-bench -- [--repeat N] [SCENARIO ...]`, scenarios:
 //! `uncontended graceful crash steady contended many` (default: all; 5 repetitions), and
 //! `warm-standby` (only by name; 3 repetitions unless `--repeat`: two controller
-//! replicas over 10,000 ConfigMaps, each repetition a few seconds to a minute).
+//! replicas over 10,000 ConfigMaps, each repetition a few seconds to a minute), and
+//! `roster` (only by name; 3 repetitions: elected shards' steady-state Lease requests).
 
 mod baselines;
+mod cargo;
 mod figures;
 mod kle;
 mod leases;
 mod library;
 mod measure;
+mod roster;
 mod scenarios;
 mod standby;
 mod subjects;
@@ -39,15 +42,19 @@ struct Args {
     scenarios: Vec<Scenario>,
     /// The warm-standby table, asked for by name.
     standby: bool,
+    /// The elected shards' roster table, asked for by name.
+    roster: bool,
 }
 
 /// The warm-standby table's name on the command line.
 const STANDBY: &str = "warm-standby";
+/// The roster table's name on the command line.
+const ROSTER: &str = "roster";
 
 fn args() -> Args {
     let mut repeat = None;
     let mut scenarios = Vec::new();
-    let mut standby = false;
+    let (mut standby, mut roster) = (false, false);
     let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,25 +69,27 @@ fn args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: lock-bench [--repeat N] [{}|{STANDBY}]...",
+                    "usage: lock-bench [--repeat N] [{}|{STANDBY}|{ROSTER}]...",
                     names.join("|")
                 );
                 std::process::exit(0);
             }
             STANDBY => standby = true,
+            ROSTER => roster = true,
             name => match Scenario::ALL.iter().find(|s| s.name() == name) {
                 Some(scenario) => scenarios.push(*scenario),
                 None => panic!("unknown argument {name:?}; scenarios: {names:?}, {STANDBY:?}"),
             },
         }
     }
-    if scenarios.is_empty() && !standby {
+    if scenarios.is_empty() && !standby && !roster {
         scenarios = Scenario::ALL.to_vec();
     }
     Args {
         repeat,
         scenarios,
         standby,
+        roster,
     }
 }
 
@@ -258,6 +267,27 @@ async fn main() {
     if args.standby {
         warm_standby(&kube, args.repeat.unwrap_or(3)).await;
     }
+    if args.roster {
+        roster_table(&kube, args.repeat.unwrap_or(3)).await;
+    }
+}
+
+/// The roster table, `repeat` repetitions of every group (interleaved).
+async fn roster_table(kube: &Kube, repeat: usize) {
+    let mut table = roster::Table::new();
+    let started = Instant::now();
+    for repetition in 1..=repeat {
+        for (members, shards) in roster::GROUPS {
+            eprintln!(
+                "[{:>5.0} s] repetition {repetition} of {repeat}: {ROSTER}, {members} × {shards}",
+                started.elapsed().as_secs_f64()
+            );
+            let values = roster::once(kube, members, shards).await;
+            eprintln!("  {values:.2?}");
+            table.record((members, shards), values);
+        }
+    }
+    print!("{}", table.markdown());
 }
 
 /// The warm-standby table, `repeat` repetitions of every mode (interleaved).

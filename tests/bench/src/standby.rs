@@ -258,7 +258,7 @@ pub struct Binaries {
 
 /// Builds the replica binaries (release) and returns their paths.
 pub fn build() -> Binaries {
-    let status = std::process::Command::new(env!("CARGO"))
+    let status = crate::cargo::cargo()
         .args(["build", "--release", "--quiet", "-p", "lock-bench"])
         .args(["--bin", "lock-bench-replica", "--manifest-path"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))

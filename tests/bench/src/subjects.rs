@@ -101,6 +101,12 @@ impl Subject<'_> {
 
 /// Lease requests the apiserver has served, from its own metrics.
 pub async fn kube_lease_requests(kube: &Kube) -> f64 {
+    kube_lease_requests_by_verb(kube).await.values().sum()
+}
+
+/// Lease requests the apiserver has served, by verb (`GET`, `LIST`, `PUT`, ...), from its
+/// own metrics.
+pub async fn kube_lease_requests_by_verb(kube: &Kube) -> std::collections::BTreeMap<String, f64> {
     let request = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("a request");
@@ -110,13 +116,19 @@ pub async fn kube_lease_requests(kube: &Kube) -> f64 {
         .request_text(request)
         .await
         .expect("apiserver metrics");
-    metrics
-        .lines()
-        .filter(|line| {
-            line.starts_with("apiserver_request_total{") && line.contains("resource=\"leases\"")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let mut by_verb = std::collections::BTreeMap::new();
+    for line in metrics.lines().filter(|line| {
+        line.starts_with("apiserver_request_total{") && line.contains("resource=\"leases\"")
+    }) {
+        let verb = line
+            .split_once("verb=\"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .unwrap_or("?");
+        if let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) {
+            *by_verb.entry(verb.to_owned()).or_insert(0.0) += count;
+        }
+    }
+    by_verb
 }
 
 /// gRPC calls etcd has handled, from its `/metrics` on the client port.
