@@ -657,23 +657,22 @@ impl ElectedShards {
                 );
             });
         }
-        let mut work = self.inner.work.subscribe();
-        let drained = work.wait_for(|work| shards.iter().all(|shard| !work.contains_key(shard)));
-        let _ = tokio::time::timeout(self.inner.options.drain, drained).await;
-        let guards: Vec<Guard> = {
-            let mut held = self
+        // Each shard is released as soon as its own work has ended.
+        futures::future::join_all(shards.iter().map(|&shard| async move {
+            let mut work = self.inner.work.subscribe();
+            let drained = work.wait_for(|work| !work.contains_key(&shard));
+            let _ = tokio::time::timeout(self.inner.options.drain, drained).await;
+            let guard = self
                 .inner
                 .held
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            shards
-                .iter()
-                .filter_map(|shard| held.remove(shard))
-                .collect()
-        };
-        for guard in guards {
-            let _ = guard.release().await;
-        }
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&shard);
+            if let Some(guard) = guard {
+                let _ = guard.release().await;
+            }
+        }))
+        .await;
     }
 
     /// Takes `shard` as owned with `guard`, and takes it out of the owned set the moment
