@@ -9,7 +9,7 @@ use std::{
 use futures::StreamExt;
 use tokio::{
     sync::{Notify, watch},
-    time::sleep,
+    time::{Instant, sleep},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +48,10 @@ pub fn shard_of(key: &str, shards: u32) -> u32 {
 /// its own, with its own token.
 ///
 /// Once settled, a group costs the server its renewals, one change watch per member,
-/// and one list per member each time the first of the others' records could have
-/// expired unrenewed (that is how a crashed member is noticed); no read per lock.
+/// and one list of the group per member each time the first of the others' records
+/// could have expired unrenewed (that is how a crashed member is noticed): on
+/// Kubernetes one request (etcd's and Redis's lists also read each lock's TTL). The
+/// backend must implement [`Backend::list`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -127,8 +129,9 @@ impl ElectedShardsBuilder {
         self
     }
 
-    /// How often a member looks at the group and rebalances (default: a tenth of the
-    /// renew interval, at most one second).
+    /// How often a member looks at the group and rebalances when the backend sends no
+    /// change notifications (or they stopped), and how soon it tries again after a
+    /// failed look (default: a tenth of the renew interval, at most one second).
     pub fn rebalance_every(mut self, interval: Duration) -> Self {
         self.rebalance_every = Some(interval);
         self
@@ -222,39 +225,49 @@ struct Roster {
     next_expiry: Option<Duration>,
 }
 
-/// The group's change notifications ([`Backend::group_changes`]), subscribed again when
-/// they end; while there are none, the group is polled every `rebalance_every`.
+/// The group's change notifications ([`Backend::group_changes`]), subscribed again a
+/// `rebalance_every` after they end; while there are none, the group is polled every
+/// `rebalance_every`.
 #[derive(Default)]
 struct GroupChanges {
     stream: Option<crate::backend::Changes>,
     /// The backend cannot notify: poll, and do not ask again.
     unsupported: bool,
+    /// Not subscribed again before this, so that a stream that ends at once (a watch
+    /// refused) does not make a loop of lists and subscriptions.
+    retry_at: Option<Instant>,
 }
 
 impl GroupChanges {
-    /// Waits for the next notification; subscribes first if needed. Pending forever
-    /// while there are none (the caller's timer polls).
-    async fn next(&mut self, shards: &ElectedShards) {
-        if self.stream.is_none() && !self.unsupported {
-            let inner = &shards.inner;
-            let prefix = format!("{}.", inner.options.group);
-            match shards.locks().group_changes(&prefix).await {
-                Ok(stream) => {
-                    self.stream = Some(stream);
-                    return; // look once more: a change before subscribing is not missed
-                }
-                Err(Error::Unsupported { .. }) => self.unsupported = true,
-                Err(error) => {
-                    tracing::debug!(%error, "cannot watch the group; polling it");
-                    sleep(inner.rebalance_every).await;
-                    return;
-                }
+    /// Subscribes if there is no stream and it may (bounded by the request timeout).
+    /// Called before each look at the group, so that no change after it is missed.
+    async fn subscribe(&mut self, shards: &ElectedShards) {
+        let inner = &shards.inner;
+        if self.stream.is_some()
+            || self.unsupported
+            || self.retry_at.is_some_and(|at| Instant::now() < at)
+        {
+            return;
+        }
+        let prefix = format!("{}.", inner.options.group);
+        match shards.locks().group_changes(&prefix).await {
+            Ok(stream) => self.stream = Some(stream),
+            Err(Error::Unsupported { .. }) => self.unsupported = true,
+            Err(error) => {
+                tracing::debug!(%error, "cannot watch the group; polling it");
+                self.retry_at = Some(Instant::now() + inner.rebalance_every);
             }
         }
+    }
+
+    /// Waits for the next notification; pending forever while there is no stream (the
+    /// caller's timer polls). Cancel safe.
+    async fn next(&mut self, inner: &Inner) {
         match self.stream.as_mut() {
             Some(stream) => {
                 if stream.next().await.is_none() {
                     self.stream = None;
+                    self.retry_at = Some(Instant::now() + inner.rebalance_every);
                 }
             }
             None => std::future::pending().await,
@@ -417,6 +430,7 @@ impl ElectedShards {
             };
             tracing::info!(group = %inner.options.group, identity = %inner.options.identity, slot, "joined");
             while !inner.shutdown.is_cancelled() && membership.is_valid() {
+                changes.subscribe(self).await;
                 let next_look = match self.rebalance(slot).await {
                     Ok(roster) => changes.next_look(roster.next_expiry, inner),
                     Err(error) if error.is_transient() => {
@@ -432,7 +446,7 @@ impl ElectedShards {
                     () = inner.shutdown.cancelled() => {}
                     _ = membership.lost() => {}
                     () = inner.lost_shard.notified() => {}
-                    () = changes.next(self) => {}
+                    () = changes.next(inner) => {}
                     () = sleep(next_look) => {}
                 }
             }
@@ -457,8 +471,10 @@ impl ElectedShards {
     async fn join(&self, changes: &mut GroupChanges) -> Result<Option<(u32, Guard)>> {
         let inner = &self.inner;
         loop {
-            let next_look = match self.look().await {
+            changes.subscribe(self).await;
+            let next_look = match self.look(None).await {
                 Ok(roster) => {
+                    let mut next_look = changes.next_look(roster.next_expiry, inner);
                     let free = (0..inner.options.max_members)
                         .filter(|slot| !roster.members.contains(slot));
                     for slot in free {
@@ -469,25 +485,29 @@ impl ElectedShards {
                         {
                             Ok(guard) => return Ok(Some((slot, guard))),
                             Err(Error::Held(_)) => {}
-                            Err(error) if error.is_transient() => break,
+                            Err(error) if error.is_transient() => {
+                                next_look = inner.rebalance_every;
+                                break;
+                            }
                             Err(error) => return Err(error),
                         }
                     }
-                    changes.next_look(roster.next_expiry, inner)
+                    next_look
                 }
                 Err(error) if error.is_transient() => inner.rebalance_every,
                 Err(error) => return Err(error),
             };
             tokio::select! {
                 () = inner.shutdown.cancelled() => return Ok(None),
-                () = changes.next(self) => {}
+                () = changes.next(inner) => {}
                 () = sleep(next_look) => {}
             }
         }
     }
 
-    /// The group as one list of its locks shows it.
-    async fn look(&self) -> Result<Roster> {
+    /// The group as one list of its locks shows it; `own_slot` is this member's slot, if
+    /// it has one.
+    async fn look(&self, own_slot: Option<u32>) -> Result<Roster> {
         let inner = &self.inner;
         let prefix = format!("{}.", inner.options.group);
         let listed = self.locks().list(&prefix).await?;
@@ -505,11 +525,12 @@ impl ElectedShards {
                 }
                 _ => continue,
             };
+            let renewed_here = matches!(kind, Kind::Member) && Some(number) == own_slot;
             let expires_in = match holder {
                 Ok(None) => continue,
                 Ok(Some(info)) if info.expires_in == Some(Duration::ZERO) => continue,
-                // This member's own records are renewed by this member.
-                Ok(Some(info)) if info.holder == inner.options.identity => None,
+                // This member renews its own slot (and its shards, not listed here).
+                Ok(Some(_)) if renewed_here => None,
                 Ok(Some(info)) => info.expires_in,
                 // A record that cannot be read is not taken: as if held.
                 Err(_) => None,
@@ -548,7 +569,7 @@ impl ElectedShards {
     async fn rebalance(&self, slot: u32) -> Result<Roster> {
         let inner = &self.inner;
         self.forget_lost();
-        let mut roster = self.look().await?;
+        let mut roster = self.look(Some(slot)).await?;
         roster.members.insert(slot);
         let live: Vec<u32> = roster.members.iter().copied().collect();
         let rank = u32::try_from(live.iter().position(|s| *s == slot).unwrap_or(0)).unwrap_or(0);
@@ -712,8 +733,11 @@ impl ElectedShards {
                 });
                 held.remove(&shard)
             };
+            // Not for a shard given up (no longer held): only a loss wakes the loop.
+            if lost.is_some() {
+                inner.lost_shard.notify_one();
+            }
             drop(lost);
-            inner.lost_shard.notify_one();
         });
     }
 

@@ -655,12 +655,20 @@ impl Backend for KubeBackend {
     /// this process knows of them (so that a list judges expiry by a fresh observation),
     /// and one whose holder or acquisition changed, was created or deleted, notifies.
     /// A renewal does not. The Leases of other locks in the namespace are received and
-    /// dropped: keep a busy namespace's locks apart.
+    /// dropped: keep a busy namespace's locks apart. The stream ends at the watch's first
+    /// error.
     async fn group_changes(&self, prefix: &str) -> Result<Changes> {
         let (inner, prefix) = (self.inner.clone(), prefix.to_owned());
         // Each Lease's acquisition as last seen: holder and transitions.
         let mut acquisitions: HashMap<String, Option<(Option<String>, i32)>> = HashMap::new();
-        let events = watcher(inner.api.clone(), watcher::Config::default()).default_backoff();
+        // Ends at the first error (the group is polled, then subscribes again), so that a
+        // watch that keeps failing (forbidden, say) is not taken for a quiet group.
+        let events = watcher(inner.api.clone(), watcher::Config::default()).take_while(|event| {
+            if let Err(error) = event {
+                tracing::debug!(%error, "group lease watch failed; the group is polled");
+            }
+            futures::future::ready(event.is_ok())
+        });
         Ok(Box::pin(events.filter_map(move |event| {
             let in_group = |lease: &Lease| {
                 lease
@@ -692,10 +700,7 @@ impl Backend for KubeBackend {
                     false
                 }
                 Ok(watcher::Event::InitDone) => true,
-                Err(error) => {
-                    tracing::debug!(%error, "lease watch failed; it re-lists with backoff");
-                    false
-                }
+                Err(_) => false, // ended above
             };
             futures::future::ready(changed.then_some(()))
         })))

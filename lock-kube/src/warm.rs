@@ -35,7 +35,8 @@ const CHUNK: usize = 128;
 /// A watch of `K` and its cache, running from the moment it is made, leader or not:
 /// kube-runtime's watcher and reflector store. A leader-gated controller built on it
 /// starts from the warm cache when its term begins, with no re-list, and reconciles what
-/// a fresh controller would: every cached object once, then every change.
+/// a fresh controller would: every cached object, then every change (see
+/// [`trigger`](Self::trigger) for the order).
 ///
 /// Make one per watched resource when the replica starts (it may campaign at once: a
 /// term that begins before the first list is in waits for it), and build the controller
@@ -48,7 +49,8 @@ const CHUNK: usize = 128;
 /// changes behind hands its controller the whole cache again instead (nothing is lost; a
 /// controller reconciles an object queued twice once).
 ///
-/// Dropping the `WarmCache` stops its watch and ends the triggers made from it. Types
+/// Dropping the `WarmCache` stops its watch; the triggers made from it end once they
+/// handed over what was cached. Types
 /// with a dynamic type (a `DynamicObject`) are not supported: kube-runtime's shared
 /// streams need a static one; give a custom resource a type of its own
 /// (`#[derive(CustomResource)]`).
@@ -181,13 +183,14 @@ where
         }
     }
 
-    /// The cache: every object as last seen.
+    /// The cache: every object as last seen. Wait for it with [`ready`](Self::ready),
+    /// not `Store::wait_until_ready`: that one wakes only the last of its waiters, and
+    /// a term's controller is one.
     pub fn store(&self) -> Store<K> {
         self.store.clone()
     }
 
-    /// Waits until the first list has filled the cache (at once if it has; never if the
-    /// `WarmCache` is dropped first).
+    /// Waits until the first list has filled the cache (at once if it has).
     pub async fn ready(&self) {
         let _ = self.ready.clone().wait_for(|ready| *ready).await;
     }
@@ -196,17 +199,17 @@ where
     /// (the last 1,024 changes the watch saw, newest first), then every object in the
     /// cache, and every change as it comes (ahead of the cached objects not yet handed
     /// over). A term that starts before the first list is in waits for it. An object may
-    /// come more than once, which a controller takes as it comes. The stream ends when
+    /// come more than once, which a controller takes as it comes. The stream ends after
     /// the `WarmCache` is dropped.
     pub fn trigger(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        let (changes, mut ready) = (self.changes.clone(), self.ready.clone());
+        // Subscribed now, before the cache is read: a change in between comes twice,
+        // none is missed. Changes before the first list is in only make it lag, and a
+        // lagging subscriber reads the whole cache (once ready, the state).
+        let subscriber = self.changes.subscribe();
+        let mut ready = self.ready.clone();
         let (store, recent) = (self.store.clone(), self.recent.clone());
         stream::once(async move {
             let _ = ready.wait_for(|ready| *ready).await;
-            // Subscribed before the cache is read: a change in between comes twice, none
-            // is missed.
-            let subscriber = changes.subscribe();
-            drop(changes);
             let mut first = HashSet::new();
             let recent: Vec<Arc<K>> = {
                 let recent = recent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -261,7 +264,7 @@ where
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
                 if !objects.is_empty() {
-                    return Some((stream::iter(objects), subscriber));
+                    return Some((paced(objects), subscriber));
                 }
             }
         }

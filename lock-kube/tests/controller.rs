@@ -145,7 +145,7 @@ enum Cache {
     Cold,
     /// A [`WarmCache`] filled while following.
     Warm,
-    /// A [`WarmCache`] whose watch has 300 ms of latency each way, so that its first
+    /// A [`WarmCache`] whose watch has 500 ms of latency each way, so that its first
     /// list ends seconds after the replica's first term began.
     WarmSlowList,
 }
@@ -172,7 +172,7 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: C
         ),
         Cache::WarmSlowList => {
             let (slow, proxy) = kube.proxied_config().await;
-            proxy.set_latency(Duration::from_millis(300));
+            proxy.set_latency(Duration::from_millis(500));
             let slow = kube::Client::try_from(slow).expect("a client");
             let widgets = Api::namespaced(slow, kube.namespace());
             (Some(WarmCache::spawn(widgets, config.clone())), Some(proxy))

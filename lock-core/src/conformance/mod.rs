@@ -96,6 +96,7 @@ pub use operator::{
 };
 pub use shards::{
     a_cut_off_members_published_shards_never_overlap_the_new_owners,
+    a_take_and_a_release_under_a_prefix_notify_the_group,
     elected_shards_share_fairly_and_never_overlap,
 };
 

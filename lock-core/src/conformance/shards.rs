@@ -222,8 +222,53 @@ pub async fn a_cut_off_members_published_shards_never_overlap_the_new_owners(
 }
 
 // This file's part of `conformance_tests!`: a test for each check above.
+/// The group's change notifications ([`Backend::group_changes`], which the roster of
+/// elected shards rides on): a take and a release of a lock under the prefix each
+/// notify, within a second.
+pub async fn a_take_and_a_release_under_a_prefix_notify_the_group(backend: impl Backend) {
+    use futures::StreamExt;
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let group = unique_name("group-changes");
+    let mut changes = crate::Locks::new(backend.clone())
+        .group_changes(&format!("{group}."))
+        .await
+        .expect("the backend watches a group");
+    // What the subscription itself announces (a Kubernetes watch's first list).
+    drain_notifications(&mut changes).await;
+    let guard = lock(&backend, &format!("{group}.member-0"), "member")
+        .acquire()
+        .await
+        .expect("acquire");
+    let notified = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+    assert!(
+        matches!(notified, Ok(Some(()))),
+        "a take under the prefix notifies"
+    );
+    drain_notifications(&mut changes).await;
+    guard.release().await.expect("release");
+    let notified = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+    assert!(
+        matches!(notified, Ok(Some(()))),
+        "a release under the prefix notifies"
+    );
+}
+
+/// Reads notifications until none came for 300 ms (at most 20).
+async fn drain_notifications(changes: &mut crate::backend::Changes) {
+    use futures::StreamExt;
+    for _ in 0..20 {
+        if !matches!(
+            tokio::time::timeout(Duration::from_millis(300), changes.next()).await,
+            Ok(Some(()))
+        ) {
+            return;
+        }
+    }
+}
+
 checks! {
     $ __conformance_shards_checks:
     elected_shards_share_fairly_and_never_overlap,
     a_cut_off_members_published_shards_never_overlap_the_new_owners,
+    a_take_and_a_release_under_a_prefix_notify_the_group,
 }
