@@ -311,7 +311,8 @@ impl ElectedShards {
         }
     }
 
-    /// The shards this member owns, observable as they change.
+    /// The shards this member owns, observable as they change. Do not keep a `borrow()`
+    /// of it while calling this member's other methods: they update it.
     pub fn owned(&self) -> watch::Receiver<BTreeSet<u32>> {
         self.inner.owned.subscribe()
     }

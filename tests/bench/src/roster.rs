@@ -12,8 +12,9 @@ use tokio::time::{Instant, sleep};
 
 use crate::{figures::Figure, subjects::kube_lease_requests_by_verb};
 
-/// The groups measured: members, shards.
-pub const GROUPS: [(u32, u32); 2] = [(3, 12), (5, 32)];
+/// The groups measured: members, shards; `(0, 0)` is the apiserver alone (its own
+/// Leases), what the other rows include besides the group.
+pub const GROUPS: [(u32, u32); 3] = [(0, 0), (3, 12), (5, 32)];
 /// How long the settled group is watched.
 const STEADY: Duration = Duration::from_secs(30);
 
@@ -22,6 +23,12 @@ const STEADY: Duration = Duration::from_secs(30);
 pub async fn once(kube: &Kube, members: u32, shards: u32) -> [f64; 4] {
     let group = lock_core::conformance::unique_name("roster");
     let timing = Timing::default();
+    if members == 0 {
+        let before = kube_lease_requests_by_verb(kube).await;
+        sleep(STEADY).await;
+        let after = kube_lease_requests_by_verb(kube).await;
+        return rates(&before, &after, 0.0);
+    }
     let mut group_members = Vec::new();
     for member in 0..members {
         let client = nodelay_client(kube.config(false).await).expect("a client");
@@ -59,15 +66,7 @@ pub async fn once(kube: &Kube, members: u32, shards: u32) -> [f64; 4] {
     sleep(STEADY).await;
     let after = kube_lease_requests_by_verb(kube).await;
     assert!(balanced(), "the group stayed balanced");
-    let rate = |verbs: &[&str]| {
-        let sum = |counts: &std::collections::BTreeMap<String, f64>| -> f64 {
-            verbs.iter().filter_map(|verb| counts.get(*verb)).sum()
-        };
-        (sum(&after) - sum(&before)) / STEADY.as_secs_f64()
-    };
-    let reads = rate(&["GET", "LIST"]);
-    let writes = rate(&["PUT", "PATCH", "POST", "DELETE"]);
-    let total = (after.values().sum::<f64>() - before.values().sum::<f64>()) / STEADY.as_secs_f64();
+    let renewals = f64::from(members + shards) / timing.renew_interval().as_secs_f64();
     for (member, _) in &group_members {
         member.shutdown();
     }
@@ -77,9 +76,31 @@ pub async fn once(kube: &Kube, members: u32, shards: u32) -> [f64; 4] {
             .expect("the member ran")
             .expect("it left cleanly");
     }
-    let renewals = f64::from(members + shards) / timing.renew_interval().as_secs_f64();
-    [total, reads, writes, renewals]
+    rates(&before, &after, renewals)
 }
+
+/// Requests per second between two readings of the counters: in total, reads (GET,
+/// LIST), writes (PUT, PATCH, POST, DELETE); then `renewals`.
+fn rates(before: &Counts, after: &Counts, renewals: f64) -> [f64; 4] {
+    let rate = |verbs: Option<&[&str]>| {
+        let sum = |counts: &Counts| -> f64 {
+            counts
+                .iter()
+                .filter(|(verb, _)| verbs.is_none_or(|verbs| verbs.contains(&verb.as_str())))
+                .map(|(_, count)| count)
+                .sum()
+        };
+        (sum(after) - sum(before)) / STEADY.as_secs_f64()
+    };
+    [
+        rate(None),
+        rate(Some(&["GET", "LIST"])),
+        rate(Some(&["PUT", "PATCH", "POST", "DELETE"])),
+        renewals,
+    ]
+}
+
+type Counts = std::collections::BTreeMap<String, f64>;
 
 /// The table: a row per group, a figure per column.
 pub struct Table {
@@ -109,7 +130,9 @@ impl Table {
             for (figure, value) in figures.iter_mut().zip(values) {
                 figure.push(value);
             }
-            figures[4].push(values[0] / values[3]);
+            if values[3] > 0.0 {
+                figures[4].push(values[0] / values[3]);
+            }
         }
     }
 
@@ -122,7 +145,12 @@ impl Table {
         );
         for ((members, shards), figures) in &self.rows {
             let cells: Vec<String> = figures.iter().map(Figure::show).collect();
-            out += &format!("| {members} × {shards} | {} |\n", cells.join(" | "));
+            let group = if *members == 0 {
+                "the apiserver alone (no group)".to_owned()
+            } else {
+                format!("{members} × {shards}")
+            };
+            out += &format!("| {group} | {} |\n", cells.join(" | "));
         }
         out
     }
