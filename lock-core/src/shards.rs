@@ -340,6 +340,10 @@ impl ElectedShards {
     }
 
     /// Whether this member owns the shard of `key` now, i.e. should process it.
+    ///
+    /// Filtering a watch of every object with it scales the reconciles only: each member
+    /// still lists, watches and caches every object. On Kubernetes,
+    /// `lock_kube::shard_watch` restricts the watch itself to the member's shards.
     pub fn owns(&self, key: &str) -> bool {
         self.owns_shard(self.shard_of(key))
     }
