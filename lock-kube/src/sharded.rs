@@ -5,6 +5,8 @@
 use futures::{Stream, StreamExt, stream};
 use kube::{
     Api, Resource,
+    api::{Patch, PatchParams},
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use lock_core::ElectedShards;
@@ -127,4 +129,70 @@ where
             }
         },
     )
+}
+
+/// Labels every object that has no shard label yet: the labeler of label mode, for
+/// objects that whoever creates them does not label. It watches only the objects of
+/// `api` matching `config` that lack `label`, metadata only (`!<label>`), and gives each
+/// its shard among `shards` by a merge patch of that one label, computed from
+/// `key` (e.g. [`shard_key`]; any key from the metadata, such as the controlling
+/// owner's uid, so that owned objects land on their owner's shard). An object is
+/// written once: the label never changes.
+///
+/// Run it as the work of one leader for the whole controller (a [`LeaderElector`]
+/// term), beside the sharded members; it runs until the future is dropped, logging
+/// the patches that fail (an object deleted meanwhile).
+///
+/// ```no_run
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kube::{Api, runtime::watcher};
+///
+/// # async fn run(maps: Api<ConfigMap>) {
+/// let label = lock_kube::shard_label("example.com");
+/// lock_kube::label_shards(maps, watcher::Config::default(), &label, 12, lock_kube::shard_key)
+///     .await;
+/// # }
+/// ```
+///
+/// [`LeaderElector`]: lock_core::LeaderElector
+pub async fn label_shards<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    label: &str,
+    shards: u32,
+    key: impl Fn(&PartialObjectMeta<K>) -> String,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let unlabelled = match &config.label_selector {
+        Some(theirs) => format!("{theirs},!{label}"),
+        None => format!("!{label}"),
+    };
+    let mut config = config;
+    config.label_selector = Some(unlabelled);
+    // Metadata only. kube's replacement, a watch of `Api<PartialObjectMeta<K>>`, is made
+    // by a constructor per scope, which a `K` of either scope cannot call.
+    #[allow(deprecated)]
+    let watch = kube::runtime::metadata_watcher(api.clone(), config);
+    let mut objects = std::pin::pin!(watch.default_backoff().applied_objects());
+    while let Some(object) = objects.next().await {
+        let object = match object {
+            Ok(object) => object,
+            Err(error) => {
+                tracing::debug!(%error, "the labeler's watch failed; it re-lists with backoff");
+                continue;
+            }
+        };
+        let Some(name) = object.metadata.name.clone() else {
+            continue;
+        };
+        let value = shard_label_value(&key(&object), shards);
+        let patch = serde_json::json!({ "metadata": { "labels": { label: value } } });
+        if let Err(error) = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(%error, object = %name, "could not label the object with its shard");
+        }
+    }
 }

@@ -16,7 +16,8 @@ use kube::{
 };
 use lock_core::{ElectedShards, Timing, conformance::unique_name};
 use lock_kube::{
-    KubeBackend, nodelay_client, shard_key, shard_label, shard_label_value, shard_watch,
+    KubeBackend, label_shards, nodelay_client, shard_key, shard_label, shard_label_value,
+    shard_watch,
 };
 use lock_tests::{Kube, waited};
 use tokio::task::JoinHandle;
@@ -158,4 +159,82 @@ async fn each_member_caches_only_the_objects_of_its_own_shards_and_follows_them_
         );
     }
     a.stop().await;
+}
+
+/// The labeler gives every unlabelled object its shard label once, existing objects and
+/// new ones, and writes nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_labeler_gives_every_unlabelled_object_its_shard_once() {
+    let kube = Kube::shared().await;
+    let run = unique_name("labeled-objects");
+    let maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let new_map = |name: String| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(kube.namespace().to_owned()),
+            labels: Some([("lock-test".to_owned(), run.clone())].into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    for i in 0..10 {
+        maps.create(&PostParams::default(), &new_map(format!("{run}-{i}")))
+            .await
+            .expect("create a ConfigMap");
+    }
+    let label = shard_label(LABEL_PREFIX);
+    let labeling = {
+        let (maps, label) = (maps.clone(), label.clone());
+        let config = watcher::Config::default().labels(&format!("lock-test={run}"));
+        tokio::spawn(async move { label_shards(maps, config, &label, SHARDS, shard_key).await })
+    };
+    maps.create(&PostParams::default(), &new_map(format!("{run}-late")))
+        .await
+        .expect("create a ConfigMap");
+    let mut labelled = BTreeMap::new();
+    for _ in 0..300 {
+        let listed = maps
+            .list(&kube::api::ListParams::default().labels(&format!("lock-test={run}")))
+            .await
+            .expect("list");
+        labelled = listed
+            .items
+            .iter()
+            .map(|map| {
+                let value = map
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(&label))
+                    .cloned();
+                (
+                    shard_key(map),
+                    (value, map.metadata.resource_version.clone()),
+                )
+            })
+            .collect();
+        if labelled.values().all(|(value, _)| value.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(labelled.len(), 11);
+    for (key, (value, _)) in &labelled {
+        assert_eq!(
+            value.as_deref(),
+            Some(shard_label_value(key, SHARDS).as_str()),
+            "{key} is labelled with its shard"
+        );
+    }
+    // Written once: a second of watching later, nothing changed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listed = maps
+        .list(&kube::api::ListParams::default().labels(&format!("lock-test={run}")))
+        .await
+        .expect("list");
+    for map in &listed.items {
+        let (_, version) = &labelled[&shard_key(map)];
+        assert_eq!(&map.metadata.resource_version, version, "labelled once");
+    }
+    labeling.abort();
 }
