@@ -11,7 +11,9 @@
 //! `uncontended graceful crash steady contended many` (default: all; 5 repetitions), and
 //! `warm-standby` (only by name; 3 repetitions unless `--repeat`: two controller
 //! replicas over 10,000 ConfigMaps, each repetition a few seconds to a minute), and
-//! `roster` (only by name; 3 repetitions: elected shards' steady-state Lease requests).
+//! `roster` (only by name; 3 repetitions: elected shards' steady-state Lease requests),
+//! and `scaling` (only by name: sharded controllers' caches and watch events, label and
+//! filter mode, 1, 2 and 4 members).
 
 mod baselines;
 mod cargo;
@@ -21,6 +23,7 @@ mod leases;
 mod library;
 mod measure;
 mod roster;
+mod scaling;
 mod scenarios;
 mod standby;
 mod subjects;
@@ -44,17 +47,21 @@ struct Args {
     standby: bool,
     /// The elected shards' roster table, asked for by name.
     roster: bool,
+    /// The sharded controllers' scaling table, asked for by name.
+    scaling: bool,
 }
 
 /// The warm-standby table's name on the command line.
 const STANDBY: &str = "warm-standby";
 /// The roster table's name on the command line.
 const ROSTER: &str = "roster";
+/// The scaling table's name on the command line.
+const SCALING: &str = "scaling";
 
 fn args() -> Args {
     let mut repeat = None;
     let mut scenarios = Vec::new();
-    let (mut standby, mut roster) = (false, false);
+    let (mut standby, mut roster, mut scaling) = (false, false, false);
     let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,20 +76,21 @@ fn args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: lock-bench [--repeat N] [{}|{STANDBY}|{ROSTER}]...",
+                    "usage: lock-bench [--repeat N] [{}|{STANDBY}|{ROSTER}|{SCALING}]...",
                     names.join("|")
                 );
                 std::process::exit(0);
             }
             STANDBY => standby = true,
             ROSTER => roster = true,
+            SCALING => scaling = true,
             name => match Scenario::ALL.iter().find(|s| s.name() == name) {
                 Some(scenario) => scenarios.push(*scenario),
                 None => panic!("unknown argument {name:?}; scenarios: {names:?}, {STANDBY:?}"),
             },
         }
     }
-    if scenarios.is_empty() && !standby && !roster {
+    if scenarios.is_empty() && !standby && !roster && !scaling {
         scenarios = Scenario::ALL.to_vec();
     }
     Args {
@@ -90,6 +98,7 @@ fn args() -> Args {
         scenarios,
         standby,
         roster,
+        scaling,
     }
 }
 
@@ -270,6 +279,31 @@ async fn main() {
     if args.roster {
         roster_table(&kube, args.repeat.unwrap_or(3)).await;
     }
+    if args.scaling {
+        scaling_table(&kube, args.repeat.unwrap_or(3)).await;
+    }
+}
+
+/// The scaling table, `repeat` repetitions of every mode and group size (interleaved).
+async fn scaling_table(kube: &Kube, repeat: usize) {
+    let objects = scaling::Objects::create(kube).await;
+    let mut table = scaling::Table::new();
+    let started = Instant::now();
+    for repetition in 1..=repeat {
+        for mode in scaling::MODES {
+            for members in scaling::MEMBERS {
+                eprintln!(
+                    "[{:>5.0} s] repetition {repetition} of {repeat}: {SCALING}, {mode:?}, {members}",
+                    started.elapsed().as_secs_f64()
+                );
+                let values = scaling::once(kube, &objects, mode, members).await;
+                eprintln!("  {values:.1?}");
+                table.record((mode, members), values);
+            }
+        }
+    }
+    objects.delete().await;
+    print!("{}", table.markdown());
 }
 
 /// The roster table, `repeat` repetitions of every group (interleaved).
