@@ -208,9 +208,10 @@ pub async fn once(kube: &Kube, objects: &Objects, mode: Mode, members: u32) -> [
         .collect();
     // The churn: updates spread evenly over the objects and the time.
     let pause = CHURN_TIME / UPDATES as u32;
+    let churn = lock_core::conformance::unique_name("churn"); // every update changes the object
     for update in 0..UPDATES {
         let name = format!("{}-{}", objects.run, update * (OBJECTS / UPDATES));
-        let patch = serde_json::json!({ "data": { "gen": update.to_string() } });
+        let patch = serde_json::json!({ "data": { "gen": format!("{churn}-{update}") } });
         objects
             .api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
