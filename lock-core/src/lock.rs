@@ -261,7 +261,7 @@ impl Lock {
 
 /// Sleeps until a change notification or `wake_at`, whichever comes first. A finished
 /// notification stream is dropped so that the next attempt subscribes again.
-async fn wait_for_change(changes: &mut Option<Changes>, wake_at: Instant) {
+pub(crate) async fn wait_for_change(changes: &mut Option<Changes>, wake_at: Instant) {
     if let Some(stream) = changes.as_mut() {
         tokio::select! {
             item = stream.next() => {

@@ -92,11 +92,15 @@ impl Locks {
             .await
     }
 
-    /// Change notifications of the locks under `prefix` (the subscription bounded).
-    pub(crate) async fn group_changes(&self, prefix: &str) -> Result<Changes> {
-        Request::new("watch", prefix, &self.timing)
-            .send(self.backend.group_changes(prefix))
-            .await
+    /// Change notifications of the locks under `prefix` (the subscription bounded), or
+    /// `None` (poll) if the backend cannot give them now; a permanent error, such as
+    /// [`Error::Unsupported`](crate::Error), is an error.
+    pub(crate) async fn group_changes(&self, prefix: &str) -> Result<Option<Changes>> {
+        notifications_or_poll(
+            Request::new("group subscription", prefix, &self.timing)
+                .send(self.backend.group_changes(prefix))
+                .await,
+        )
     }
 
     /// Frees the lock `name` if `holder` holds it now, whichever acquisition that is:
@@ -142,16 +146,23 @@ impl Locks {
     /// Change notifications for `name`, or `None` (poll) if the backend cannot give
     /// them now; only a permanent error is an error.
     pub(crate) async fn changes(&self, name: &LockName) -> Result<Option<Changes>> {
-        let subscribing = Request::on("subscription", name, &self.timing)
-            .send(self.backend.changes(name))
-            .await;
-        match subscribing {
-            Ok(stream) => Ok(Some(stream)),
-            Err(error) if !error.is_transient() => Err(error),
-            Err(error) => {
-                tracing::debug!(%error, "no change notifications; polling");
-                Ok(None)
-            }
+        notifications_or_poll(
+            Request::on("subscription", name, &self.timing)
+                .send(self.backend.changes(name))
+                .await,
+        )
+    }
+}
+
+/// A subscription's outcome as its users take it: the stream, `None` (poll) after a
+/// transient error, or the permanent error.
+fn notifications_or_poll(subscribing: Result<Changes>) -> Result<Option<Changes>> {
+    match subscribing {
+        Ok(stream) => Ok(Some(stream)),
+        Err(error) if !error.is_transient() => Err(error),
+        Err(error) => {
+            tracing::debug!(%error, "no change notifications; polling");
+            Ok(None)
         }
     }
 }

@@ -6,14 +6,16 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use tokio::{
     sync::{Notify, watch},
     time::{Instant, sleep},
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backend, Error, FencingToken, Guard, Listed, Lock, LockName, Locks, Result, Timing};
+use crate::{
+    Backend, Error, FencingToken, Guard, Listed, Lock, LockName, Locks, Result, Timing,
+    lock::wait_for_change,
+};
 
 /// The default number of member slots: how many members a group can have.
 pub const DEFAULT_MAX_MEMBERS: u32 = 16;
@@ -225,53 +227,36 @@ struct Roster {
     next_expiry: Option<Duration>,
 }
 
-/// The group's change notifications ([`Backend::group_changes`]), subscribed again a
-/// `rebalance_every` after they end; while there are none, the group is polled every
+/// The group's change notifications ([`Backend::group_changes`]), subscribed again at
+/// the next look once they end; while there are none, the group is polled every
 /// `rebalance_every`.
 #[derive(Default)]
 struct GroupChanges {
     stream: Option<crate::backend::Changes>,
     /// The backend cannot notify: poll, and do not ask again.
     unsupported: bool,
-    /// Not subscribed again before this, so that a stream that ends at once (a watch
-    /// refused) does not make a loop of lists and subscriptions.
-    retry_at: Option<Instant>,
 }
 
 impl GroupChanges {
     /// Subscribes if there is no stream and it may (bounded by the request timeout).
     /// Called before each look at the group, so that no change after it is missed.
     async fn subscribe(&mut self, shards: &ElectedShards) {
-        let inner = &shards.inner;
-        if self.stream.is_some()
-            || self.unsupported
-            || self.retry_at.is_some_and(|at| Instant::now() < at)
-        {
+        if self.stream.is_some() || self.unsupported {
             return;
         }
-        let prefix = format!("{}.", inner.options.group);
+        let prefix = format!("{}.", shards.inner.options.group);
         match shards.locks().group_changes(&prefix).await {
-            Ok(stream) => self.stream = Some(stream),
+            Ok(stream) => self.stream = stream,
             Err(Error::Unsupported { .. }) => self.unsupported = true,
-            Err(error) => {
-                tracing::debug!(%error, "cannot watch the group; polling it");
-                self.retry_at = Some(Instant::now() + inner.rebalance_every);
-            }
+            Err(error) => tracing::debug!(%error, "cannot watch the group; polling it"),
         }
     }
 
-    /// Waits for the next notification; pending forever while there is no stream (the
-    /// caller's timer polls). Cancel safe.
-    async fn next(&mut self, inner: &Inner) {
-        match self.stream.as_mut() {
-            Some(stream) => {
-                if stream.next().await.is_none() {
-                    self.stream = None;
-                    self.retry_at = Some(Instant::now() + inner.rebalance_every);
-                }
-            }
-            None => std::future::pending().await,
-        }
+    /// Waits for the next notification or `next_look`, whichever comes first
+    /// ([`wait_for_change`]: a stream that ends is dropped, and the wait goes on).
+    /// Cancel safe.
+    async fn wait(&mut self, next_look: Duration) {
+        wait_for_change(&mut self.stream, Instant::now() + next_look).await;
     }
 
     /// When to look at the group again without a notification: when the first of the
@@ -451,8 +436,7 @@ impl ElectedShards {
                     () = inner.shutdown.cancelled() => {}
                     _ = membership.lost() => {}
                     () = inner.lost_shard.notified() => {}
-                    () = changes.next(inner) => {}
-                    () = sleep(next_look) => {}
+                    () = changes.wait(next_look) => {}
                 }
             }
             if inner.shutdown.is_cancelled() {
@@ -504,8 +488,7 @@ impl ElectedShards {
             };
             tokio::select! {
                 () = inner.shutdown.cancelled() => return Ok(None),
-                () = changes.next(inner) => {}
-                () = sleep(next_look) => {}
+                () = changes.wait(next_look) => {}
             }
         }
     }

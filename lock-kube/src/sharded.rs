@@ -179,7 +179,7 @@ pub async fn label_shards<K>(
         let object = match object {
             Ok(object) => object,
             Err(error) => {
-                tracing::debug!(%error, "the labeler's watch failed; it re-lists with backoff");
+                tracing::warn!(%error, "the labeler's watch failed; it re-lists with backoff");
                 continue;
             }
         };

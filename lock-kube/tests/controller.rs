@@ -150,6 +150,23 @@ enum Cache {
     WarmSlowList,
 }
 
+/// Creates `count` widgets labelled `lock-test=<label>` (`<label>-<i>`, size `i`), the
+/// objects a replica's controller watches; returns the API and their names.
+async fn labelled_widgets(kube: &Kube, label: &str, count: usize) -> (Api<Widget>, Vec<String>) {
+    kube.widgets(true).await;
+    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
+    let names: Vec<String> = (0..count).map(|i| format!("{label}-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut widget = Widget::new(name, json!({ "size": i }));
+        widget.metadata.labels = Some([("lock-test".to_owned(), label.to_owned())].into());
+        widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .expect("create a widget");
+    }
+    (widgets, names)
+}
+
 async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: Cache) -> Replica {
     let client = nodelay_client(kube.config(false).await).expect("a client");
     let lock = Lock::builder(
@@ -216,16 +233,7 @@ async fn replica(kube: &Kube, lease: &str, label: &str, identity: &str, cache: C
 async fn one_replica_reconciles_at_a_time_and_sigterm_hands_over_after_draining() {
     let kube = Kube::shared().await;
     let (lease, label) = (unique_name("controller"), unique_name("objects"));
-    kube.widgets(true).await;
-    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
-    for i in 0..2 {
-        let mut widget = Widget::new(&format!("{label}-{i}"), json!({ "size": i }));
-        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
-        widgets
-            .create(&PostParams::default(), &widget)
-            .await
-            .expect("create a widget");
-    }
+    labelled_widgets(kube, &label, 2).await;
 
     let first = replica(kube, &lease, &label, "replica-1", Cache::Cold).await;
     eventually(
@@ -456,17 +464,7 @@ async fn a_former_leader_frozen_past_its_lease_gets_stale_token_and_the_new_writ
 async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during_the_hand_over() {
     let kube = Kube::shared().await;
     let (lease, label) = (unique_name("warm"), unique_name("warm-objects"));
-    kube.widgets(true).await;
-    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
-    let names: Vec<String> = (0..3).map(|i| format!("{label}-{i}")).collect();
-    for name in &names {
-        let mut widget = Widget::new(name, json!({ "size": 1 }));
-        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
-        widgets
-            .create(&PostParams::default(), &widget)
-            .await
-            .expect("create a widget");
-    }
+    let (widgets, names) = labelled_widgets(kube, &label, 3).await;
     let first = replica(kube, &lease, &label, "warm-1", Cache::Warm).await;
     // Its first term may begin before its cache's first list: it waits for it.
     if waited(Duration::from_secs(30), || {
@@ -584,18 +582,8 @@ async fn a_warm_standby_reconciles_after_the_drain_and_sees_a_change_made_during
 async fn a_warm_leader_whose_term_begins_before_the_first_list_reconciles_every_object() {
     let kube = Kube::shared().await;
     let (lease, label) = (unique_name("warm-early"), unique_name("warm-early-objects"));
-    kube.widgets(true).await;
-    let widgets: Api<Widget> = Api::namespaced(kube.admin().await, kube.namespace());
-    let names: std::collections::BTreeSet<String> =
-        (0..3).map(|i| format!("{label}-{i}")).collect();
-    for name in &names {
-        let mut widget = Widget::new(name, json!({ "size": 1 }));
-        widget.metadata.labels = Some([("lock-test".to_owned(), label.clone())].into());
-        widgets
-            .create(&PostParams::default(), &widget)
-            .await
-            .expect("create a widget");
-    }
+    let (_, names) = labelled_widgets(kube, &label, 3).await;
+    let names: std::collections::BTreeSet<String> = names.into_iter().collect();
     let replica = replica(kube, &lease, &label, "warm-early", Cache::WarmSlowList).await;
     eventually("the replica leads", Duration::from_secs(10), || {
         replica.elector.is_leader()

@@ -145,7 +145,6 @@ async fn each_member_caches_only_the_objects_of_its_own_shards_and_follows_them_
             b.cached().len()
         );
     }
-    assert!(a.cached().len() < OBJECTS && b.cached().len() < OBJECTS);
 
     // b leaves: a takes every shard, and its cache every object.
     b.stop().await;

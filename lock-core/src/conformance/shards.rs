@@ -232,7 +232,8 @@ pub async fn a_take_and_a_release_under_a_prefix_notify_the_group(backend: impl 
     let mut changes = crate::Locks::new(backend.clone())
         .group_changes(&format!("{group}."))
         .await
-        .expect("the backend watches a group");
+        .expect("the backend watches a group")
+        .expect("notifications now");
     // What the subscription itself announces (a Kubernetes watch's first list).
     drain_notifications(&mut changes).await;
     let guard = lock(&backend, &format!("{group}.member-0"), "member")
