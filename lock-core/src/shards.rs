@@ -333,6 +333,11 @@ impl ElectedShards {
         self.owns_shard(self.shard_of(key))
     }
 
+    /// How many shards the group splits.
+    pub fn shards(&self) -> u32 {
+        self.inner.options.shards
+    }
+
     /// The shard of `key` in this group.
     pub fn shard_of(&self, key: &str) -> u32 {
         shard_of(key, self.inner.options.shards)

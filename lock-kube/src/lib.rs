@@ -330,7 +330,10 @@ pub use fenced::{
     FENCING_TOKEN_ANNOTATION, Fenceable, FencedPatch, fenced_apply, fenced_create, fenced_delete,
     fenced_patch, fenced_status, fenced_update, recorded_token,
 };
-pub use sharded::{label_shards, shard_key, shard_label, shard_label_value, shard_watch};
+pub use sharded::{
+    ShardField, hash_range_of, label_shards, server_shard_watch, shard_key, shard_label,
+    shard_label_value, shard_selector, shard_selector_supported, shard_watch,
+};
 #[cfg(feature = "warm")]
 pub use warm::WarmCache;
 

@@ -2,9 +2,11 @@
 //! of the shards it owns, so that its cache, its watch traffic and its reconciles all
 //! scale down with the number of members.
 
+use std::collections::BTreeSet;
+
 use futures::{Stream, StreamExt, stream};
 use kube::{
-    Api, Resource,
+    Api, Client, Resource,
     api::{Patch, PatchParams},
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
@@ -85,10 +87,7 @@ where
     let label = label.to_owned();
     let watches = shards.owned_changes().map(move |owned| {
         if owned.is_empty() {
-            // Nothing to watch: an empty list, so that the cache empties.
-            return stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)])
-                .chain(stream::pending())
-                .boxed();
+            return nothing_to_watch();
         }
         let set: Vec<String> = owned.iter().map(u32::to_string).collect();
         let selector = format!("{label} in ({})", set.join(","));
@@ -195,4 +194,257 @@ pub async fn label_shards<K>(
             tracing::warn!(%error, object = %name, "could not label the object with its shard");
         }
     }
+}
+
+/// The field whose hash places an object on a shard in server-side mode: the fields
+/// KEP-5866's `shardRange` hashes (FNV-1a, 64 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShardField {
+    /// `metadata.uid`: every object on its own, spread evenly.
+    Uid,
+    /// `metadata.namespace`: a namespace's objects together (cluster-scoped objects,
+    /// which have none, are on no shard).
+    Namespace,
+}
+
+impl ShardField {
+    /// The field's path in a shard selector.
+    fn path(self) -> &'static str {
+        match self {
+            Self::Uid => "object.metadata.uid",
+            Self::Namespace => "object.metadata.namespace",
+        }
+    }
+
+    /// The server-side shard among `shards` of `object`: the range its field's hash is
+    /// in. `None` when the object has no such field (no uid yet, or no namespace).
+    ///
+    /// Use it to find the shard whose token a reconcile's writes carry:
+    /// `shards.work_on_shard(ShardField::Uid.shard_of(&object, n)?)`.
+    pub fn shard_of<K: Resource>(self, object: &K, shards: u32) -> Option<u32> {
+        let meta = object.meta();
+        let value = match self {
+            Self::Uid => meta.uid.as_deref(),
+            Self::Namespace => meta.namespace.as_deref(),
+        };
+        value.map(|value| hash_range_of(value, shards))
+    }
+}
+
+/// The range of `value`'s FNV-1a-64 hash among `shards` equal ranges of the hash space:
+/// shard `i` holds the hashes from `⌈i·2⁶⁴/shards⌉` up to the next shard's start.
+///
+/// ```
+/// assert_eq!(lock_kube::hash_range_of("anything", 1), 0);
+/// assert!(lock_kube::hash_range_of("anything", 12) < 12);
+/// ```
+pub fn hash_range_of(value: &str, shards: u32) -> u32 {
+    let range = (u128::from(fnv1a(value)) * u128::from(shards.max(1))) >> 64;
+    u32::try_from(range).unwrap_or(0)
+}
+
+fn fnv1a(value: &str) -> u64 {
+    value.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Where shard `shard` of `shards` begins in the hash space (`2⁶⁴` for `shard == shards`).
+fn range_start(shard: u32, shards: u32) -> u128 {
+    (u128::from(shard) << 64).div_ceil(u128::from(shards.max(1)))
+}
+
+/// The shard selector (KEP-5866) of the objects whose `field` hashes into one of the
+/// `owned` shards among `shards`: one `shardRange` per run of consecutive shards,
+/// joined by `||`. Empty when `owned` is.
+///
+/// ```
+/// use lock_kube::{ShardField, shard_selector};
+/// assert_eq!(
+///     shard_selector(ShardField::Uid, &[0, 1, 3].into(), 4),
+///     "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000') \
+///      || shardRange(object.metadata.uid, '0xc000000000000000', '0x10000000000000000')"
+/// );
+/// ```
+pub fn shard_selector(field: ShardField, owned: &BTreeSet<u32>, shards: u32) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &shard in owned.iter().filter(|&&shard| shard < shards) {
+        match runs.last_mut() {
+            Some((_, end)) if *end == shard => *end = shard + 1,
+            _ => runs.push((shard, shard + 1)),
+        }
+    }
+    let ranges: Vec<String> = runs
+        .iter()
+        .map(|&(start, end)| {
+            format!(
+                "shardRange({}, '{:#018x}', '{:#018x}')",
+                field.path(),
+                range_start(start, shards),
+                range_start(end, shards)
+            )
+        })
+        .collect();
+    ranges.join(" || ")
+}
+
+/// Whether the server behind `api` filters lists and watches by a shard selector
+/// (KEP-5866, the `ShardedListAndWatch` feature, alpha and off by default in 1.36): one
+/// list of at most one object, whose `metadata.shardInfo` is there only when the
+/// server applied the selector. A server without the feature ignores the parameter.
+///
+/// # Errors
+/// The list failed (the error of kube's client, with its source).
+pub async fn shard_selector_supported<K: Resource + Clone>(
+    api: &Api<K>,
+) -> lock_core::Result<bool> {
+    let selector = shard_selector(ShardField::Uid, &BTreeSet::from([0]), 1);
+    let path = format!(
+        "{}?limit=1&{}",
+        api.resource_url(),
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("shardSelector", &selector)
+            .finish()
+    );
+    let request = http::Request::get(path).body(Vec::new()).map_err(|error| {
+        lock_core::Error::backend("build the shard selector probe", false, error)
+    })?;
+    let listed: serde_json::Value =
+        api.clone()
+            .into_client()
+            .request(request)
+            .await
+            .map_err(|error| {
+                let transient = crate::error::is_transient(&error);
+                lock_core::Error::backend(
+                    "probe the apiserver for shard selectors",
+                    transient,
+                    error,
+                )
+            })?;
+    Ok(listed
+        .pointer("/metadata/shardInfo/selector")
+        .is_some_and(|echoed| echoed.as_str() == Some(selector.as_str())))
+}
+
+/// The watch of a member's own objects, server-side mode: the objects of the `Api`
+/// that `api` makes (from the client it is given) whose `field` hashes into a shard
+/// this member owns now (contiguous ranges of the FNV-1a-64 hash: see
+/// [`ShardField::shard_of`]), filtered by the apiserver itself with a shard selector
+/// (KEP-5866). Like [`shard_watch`], it starts again with each new set of owned shards,
+/// and a reflector over it drops a shard's objects with the shard; objects are never
+/// written.
+///
+/// Before each start it asks the server whether it applies shard selectors
+/// ([`shard_selector_supported`]); a server that does not (the feature is alpha in
+/// 1.36 and off by default) gets an unrestricted watch that this stream filters on the
+/// client (filter mode: it still lists, watches and caches every object), logged as a
+/// warning. The probe failing counts as not supported.
+///
+/// `api` is given a client that adds the selector to every request it sends, so build
+/// the `Api` with it and nothing else: for example `|client| Api::namespaced(client, "default")`.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kube::{Api, Client, runtime::{Controller, WatchStreamExt, reflector, watcher}};
+/// use lock_core::ElectedShards;
+/// use lock_kube::ShardField;
+///
+/// # async fn run(client: Client, shards: ElectedShards) {
+/// let (store, writer) = reflector::store();
+/// let objects = lock_kube::server_shard_watch(
+///     client,
+///     |client| Api::<ConfigMap>::namespaced(client, "default"),
+///     watcher::Config::default(),
+///     &shards,
+///     ShardField::Uid,
+/// )
+/// .reflect(writer)
+/// .applied_objects();
+/// Controller::for_stream(objects, store);
+/// # }
+/// ```
+///
+/// The stream ends when the member has left the group for good.
+pub fn server_shard_watch<K>(
+    client: Client,
+    api: impl Fn(Client) -> Api<K> + Send + Sync + 'static,
+    config: watcher::Config,
+    shards: &ElectedShards,
+    field: ShardField,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let count = shards.shards();
+    let api = std::sync::Arc::new(api);
+    let watches = shards.owned_changes().then(move |owned| {
+        let (client, api, config) = (client.clone(), api.clone(), config.clone());
+        async move {
+            if owned.is_empty() {
+                return nothing_to_watch();
+            }
+            let plain = api(client.clone());
+            if shard_selector_supported(&plain).await.unwrap_or(false) {
+                let selector = shard_selector(field, &owned, count);
+                return watcher(api(selecting(client, selector)), config)
+                    .default_backoff()
+                    .boxed();
+            }
+            tracing::warn!(
+                "the apiserver does not apply shard selectors (ShardedListAndWatch is off): \
+                 watching every object and filtering on the client"
+            );
+            watcher(plain, config)
+                .default_backoff()
+                .filter(move |event| {
+                    let mine = |object: &K| {
+                        field
+                            .shard_of(object, count)
+                            .is_some_and(|shard| owned.contains(&shard))
+                    };
+                    std::future::ready(match event {
+                        Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                            mine(object)
+                        }
+                        // A delete of an object never seen is a no-op for a reflector.
+                        _ => true,
+                    })
+                })
+                .boxed()
+        }
+    });
+    switch(watches)
+}
+
+/// An empty list and no events, so that a reflector's cache empties.
+fn nothing_to_watch<K: Send + 'static>()
+-> futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>> {
+    stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)])
+        .chain(stream::pending())
+        .boxed()
+}
+
+/// `client`, with `shardSelector=<selector>` added to the query of every request.
+fn selecting(client: Client, selector: String) -> Client {
+    let namespace = client.default_namespace().to_owned();
+    let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {
+        let client = client.clone();
+        let (path, query) = {
+            let uri = request.uri();
+            (uri.path().to_owned(), uri.query().map(str::to_owned))
+        };
+        let mut pairs = form_urlencoded::Serializer::new(query.unwrap_or_default());
+        pairs.append_pair("shardSelector", &selector);
+        let uri = format!("{path}?{}", pairs.finish());
+        async move {
+            *request.uri_mut() = uri
+                .parse()
+                .map_err(|error| kube::Error::Service(Box::new(error)))?;
+            client.send(request).await
+        }
+    });
+    Client::new(service, namespace)
 }

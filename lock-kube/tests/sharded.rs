@@ -16,10 +16,10 @@ use kube::{
 };
 use lock_core::{ElectedShards, Timing, conformance::unique_name};
 use lock_kube::{
-    KubeBackend, label_shards, nodelay_client, shard_key, shard_label, shard_label_value,
-    shard_watch,
+    KubeBackend, ShardField, label_shards, nodelay_client, server_shard_watch, shard_key,
+    shard_label, shard_label_value, shard_selector, shard_selector_supported, shard_watch,
 };
-use lock_tests::{Kube, waited};
+use lock_tests::{Kube, KubeVersion, waited};
 use tokio::task::JoinHandle;
 
 const SHARDS: u32 = 4;
@@ -33,8 +33,21 @@ struct Member {
     watching: JoinHandle<()>,
 }
 
+/// How a member restricts its watch.
+#[derive(Clone, Copy)]
+enum Mode {
+    Label,
+    ServerSide,
+}
+
 impl Member {
-    async fn start(kube: &Kube, group: &str, identity: &str, config: &watcher::Config) -> Self {
+    async fn start(
+        kube: &Kube,
+        group: &str,
+        identity: &str,
+        config: &watcher::Config,
+        mode: Mode,
+    ) -> Self {
         let client = nodelay_client(kube.config(false).await).expect("a client");
         let shards = ElectedShards::builder(
             KubeBackend::new(client.clone(), kube.namespace()),
@@ -50,11 +63,24 @@ impl Member {
             let shards = shards.clone();
             tokio::spawn(async move { shards.run().await })
         };
-        let maps: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
         let (store, writer) = reflector::store();
-        let label = shard_label(LABEL_PREFIX);
-        let events = shard_watch(maps, config.clone(), &shards, &label).reflect(writer);
-        let watching = tokio::spawn(events.for_each(|_| futures::future::ready(())));
+        let events = match mode {
+            Mode::Label => {
+                let maps: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
+                let label = shard_label(LABEL_PREFIX);
+                shard_watch(maps, config.clone(), &shards, &label).boxed()
+            }
+            Mode::ServerSide => {
+                let namespace = kube.namespace().to_owned();
+                let api = move |client| Api::<ConfigMap>::namespaced(client, &namespace);
+                server_shard_watch(client, api, config.clone(), &shards, ShardField::Uid).boxed()
+            }
+        };
+        let watching = tokio::spawn(
+            events
+                .reflect(writer)
+                .for_each(|_| futures::future::ready(())),
+        );
         Self {
             shards,
             store,
@@ -121,9 +147,18 @@ async fn each_member_caches_only_the_objects_of_its_own_shards_and_follows_them_
             .collect()
     };
     let config = watcher::Config::default().labels(&format!("lock-test={run}"));
-    let a = Member::start(kube, &group, "member-a", &config).await;
-    let b = Member::start(kube, &group, "member-b", &config).await;
+    let a = Member::start(kube, &group, "member-a", &config, Mode::Label).await;
+    let b = Member::start(kube, &group, "member-b", &config, Mode::Label).await;
+    split_then_one_takes_all(a, b, objects_of).await;
+}
 
+/// Two members split the shards and each caches exactly its shards' objects; one
+/// leaves, and the other takes every shard and caches every object.
+async fn split_then_one_takes_all(
+    a: Member,
+    b: Member,
+    objects_of: impl Fn(&BTreeSet<u32>) -> BTreeSet<String>,
+) {
     // Two members: half the shards each, and each caches exactly its shards' objects.
     let split = || {
         let (owned_a, owned_b) = (
@@ -136,7 +171,7 @@ async fn each_member_caches_only_the_objects_of_its_own_shards_and_follows_them_
             && a.cached() == objects_of(&owned_a)
             && b.cached() == objects_of(&owned_b)
     };
-    if waited(Duration::from_secs(30), split).await.is_none() {
+    if waited(Duration::from_secs(30), &split).await.is_none() {
         panic!(
             "not split within 30 s: a owns {:?} and caches {}, b owns {:?} and caches {}",
             a.shards.owned().borrow(),
@@ -236,4 +271,95 @@ async fn the_labeler_gives_every_unlabelled_object_its_shard_once() {
         assert_eq!(&map.metadata.resource_version, version, "labelled once");
     }
     labeling.abort();
+}
+
+/// Server-side mode: the apiserver filters each member's watch by the hash ranges of its
+/// shards where it can (1.36 with `ShardedListAndWatch` on, as the harness runs it), and
+/// the watch filters on the client where it cannot (1.20): the caches are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_members_cache_only_their_hash_ranges_filtered_by_the_server_where_it_can() {
+    let kube = Kube::shared().await;
+    let (group, run) = (unique_name("server-sharded"), unique_name("server-objects"));
+    let maps: Api<ConfigMap> = Api::namespaced(kube.admin().await, kube.namespace());
+    let supported = shard_selector_supported(&maps)
+        .await
+        .expect("the probe answers");
+    assert_eq!(
+        supported,
+        kube.version() == KubeVersion::V1_36,
+        "the harness's 1.36 applies shard selectors, 1.20 ignores them"
+    );
+    let mut shard_of = BTreeMap::new();
+    for i in 0..OBJECTS {
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("{run}-{i}")),
+                labels: Some([("lock-test".to_owned(), run.clone())].into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        let created = maps
+            .create(&PostParams::default(), &map)
+            .await
+            .expect("create a ConfigMap");
+        let shard = ShardField::Uid.shard_of(&created, SHARDS).expect("a uid");
+        shard_of.insert(format!("{run}-{i}"), shard);
+    }
+    let objects_of = |owned: &BTreeSet<u32>| -> BTreeSet<String> {
+        shard_of
+            .iter()
+            .filter(|(_, shard)| owned.contains(shard))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    if supported {
+        // The server's own answer to one shard's selector is that shard's objects.
+        let one = BTreeSet::from([1]);
+        let path = format!(
+            "{}?labelSelector=lock-test%3D{run}&shardSelector={}",
+            maps.resource_url(),
+            form_urlencoded::byte_serialize(
+                shard_selector(ShardField::Uid, &one, SHARDS).as_bytes()
+            )
+            .collect::<String>()
+        );
+        let listed: kube::core::ObjectList<ConfigMap> = kube
+            .admin()
+            .await
+            .request(
+                http::Request::get(path)
+                    .body(Vec::new())
+                    .expect("a request"),
+            )
+            .await
+            .expect("a sharded list");
+        let names: BTreeSet<String> = listed
+            .items
+            .iter()
+            .filter_map(|map| map.metadata.name.clone())
+            .collect();
+        assert_eq!(names, objects_of(&one), "the server filters by hash range");
+    }
+    let config = watcher::Config::default().labels(&format!("lock-test={run}"));
+    let a = Member::start(kube, &group, "member-a", &config, Mode::ServerSide).await;
+    let b = Member::start(kube, &group, "member-b", &config, Mode::ServerSide).await;
+    split_then_one_takes_all(a, b, objects_of).await;
+}
+
+#[test]
+fn a_shard_selector_covers_the_hash_space_in_runs_of_owned_shards() {
+    let all: BTreeSet<u32> = (0..SHARDS).collect();
+    assert_eq!(
+        shard_selector(ShardField::Uid, &all, SHARDS),
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"
+    );
+    assert_eq!(
+        shard_selector(ShardField::Namespace, &[1, 2].into(), 3),
+        "shardRange(object.metadata.namespace, '0x5555555555555556', '0x10000000000000000')"
+    );
+    assert_eq!(
+        shard_selector(ShardField::Uid, &BTreeSet::new(), SHARDS),
+        ""
+    );
 }

@@ -225,7 +225,10 @@ impl Kube {
         if minor.is_some_and(|minor| minor >= 36) {
             // Coordinated leader election and its LeaseCandidate API (coordination.k8s.io
             // v1beta1), both beta and off by default in 1.36: the tests run with them on.
-            args.push("--feature-gates=CoordinatedLeaderElection=true".to_owned());
+            args.push(
+                "--feature-gates=CoordinatedLeaderElection=true,ShardedListAndWatch=true"
+                    .to_owned(),
+            );
             args.push("--runtime-config=coordination.k8s.io/v1beta1=true".to_owned());
         }
         // The name (in failure messages, and of its log) says the version.
