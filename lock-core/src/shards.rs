@@ -13,7 +13,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Backend, Error, FencingToken, Guard, Listed, Lock, LockName, Locks, Result, Timing,
+    Backend, Error, FencingToken, Guard, Listed, Lock, LockName, Locks, Result, Timing, Validity,
     lock::wait_for_change,
 };
 
@@ -383,16 +383,16 @@ impl ElectedShards {
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let token = held
+        let validity = held
             .get(&shard)
             .filter(|guard| guard.is_valid() && self.inner.owned.borrow().contains(&shard))
-            .map(Guard::token)?;
+            .map(Guard::validity)?;
         self.inner
             .work
             .send_modify(|work| *work.entry(shard).or_default() += 1);
         Some(ShardWork {
             shard,
-            token,
+            validity,
             inner: self.inner.clone(),
         })
     }
@@ -749,7 +749,7 @@ impl ElectedShards {
 #[must_use = "the work ends when this is dropped"]
 pub struct ShardWork {
     shard: u32,
-    token: FencingToken,
+    validity: Validity,
     inner: Arc<Inner>,
 }
 
@@ -761,7 +761,13 @@ impl ShardWork {
 
     /// The shard's fencing token: pass it into the work's writes.
     pub fn token(&self) -> FencingToken {
-        self.token
+        self.validity.token()
+    }
+
+    /// The validity of this member's hold on the shard: bound a write that fencing
+    /// cannot protect (or any wait) by its [`valid_until`](Validity::valid_until).
+    pub fn validity(&self) -> &Validity {
+        &self.validity
     }
 }
 
@@ -769,7 +775,7 @@ impl std::fmt::Debug for ShardWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardWork")
             .field("shard", &self.shard)
-            .field("token", &self.token)
+            .field("token", &self.token())
             .finish()
     }
 }

@@ -52,7 +52,11 @@ pub fn shard_key<K: Resource>(object: &K) -> String {
 /// `config` whose shard label (`label`, see [`shard_label`]) names a shard this member
 /// owns now. When the owned shards change, the watch starts again with the new set
 /// (`<label> in (…)`), and its list replaces what a reflector over it holds: a shard's
-/// objects leave the cache with the shard. Rebalancing writes no object.
+/// objects leave the cache with the shard. Rebalancing writes no object. Each list's
+/// objects are announced again (as `Apply` events) right after its `InitDone`, once a
+/// reflector's store holds them: kube-runtime's controller drops the trigger of an
+/// object its store does not hold yet, so an object of a shard just taken would
+/// otherwise go unreconciled.
 ///
 /// Feed it to kube-runtime's reflector and controller, and reconcile through
 /// [`ElectedShards::work_on`] so that a shard given up is released only once its
@@ -99,7 +103,40 @@ where
         config.label_selector = Some(selector);
         watcher(api.clone(), config).default_backoff().boxed()
     });
-    switch(watches)
+    announced_after_init(switch(watches))
+}
+
+/// `events`, with every object of a list announced again (as an `Apply`) right after
+/// the list's `InitDone`.
+///
+/// A reflector keeps a list's objects aside until `InitDone` and only then swaps them
+/// into its store, while kube-runtime's controller reconciles an object only if its
+/// store holds it when the reconcile starts (otherwise the trigger is dropped as
+/// `ObjectNotFound`). Each change of the owned shards starts a new list, so without
+/// this, an object of a shard just taken (or one changed while the watch restarted)
+/// could be triggered before the swap and then never reconciled.
+fn announced_after_init<K: Clone + Send + 'static>(
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static {
+    events
+        .scan(Vec::new(), |listed, event| {
+            let mut out = Vec::new();
+            match event {
+                Ok(watcher::Event::Init) => listed.clear(),
+                Ok(watcher::Event::InitApply(ref object)) => listed.push(object.clone()),
+                Ok(watcher::Event::InitDone) => {
+                    out.extend(
+                        listed
+                            .drain(..)
+                            .map(|object| Ok(watcher::Event::Apply(object))),
+                    );
+                }
+                _ => {}
+            }
+            out.insert(0, event);
+            std::future::ready(Some(stream::iter(out)))
+        })
+        .flatten()
 }
 
 /// The items of the latest stream `outer` gave: each new one replaces the one before.
@@ -416,7 +453,7 @@ where
                 .boxed()
         }
     });
-    switch(watches)
+    announced_after_init(switch(watches))
 }
 
 /// An empty list and no events, so that a reflector's cache empties.
