@@ -286,17 +286,19 @@ async fn main() {
 
 /// The scaling table, `repeat` repetitions of every mode and group size (interleaved).
 async fn scaling_table(kube: &Kube, repeat: usize) {
+    let binary = scaling::build();
     let objects = scaling::Objects::create(kube).await;
-    let mut table = scaling::Table::new();
+    let mut table = scaling::Table::new(format!("kube-apiserver {}", kube.version().apiserver()));
     let started = Instant::now();
     for repetition in 1..=repeat {
+        table.record_fixed(scaling::fixed_cost(kube, &binary).await);
         for mode in scaling::MODES {
             for members in scaling::MEMBERS {
                 eprintln!(
                     "[{:>5.0} s] repetition {repetition} of {repeat}: {SCALING}, {mode:?}, {members}",
                     started.elapsed().as_secs_f64()
                 );
-                let values = scaling::once(kube, &objects, mode, members).await;
+                let values = scaling::once(kube, &binary, &objects, mode, members).await;
                 eprintln!("  {values:.1?}");
                 table.record((mode, members), values);
             }

@@ -1,16 +1,17 @@
 //! Sharded controllers that scale their watch, not only their reconciles: N members of
-//! one `ElectedShards` group over 10,000 labelled ConfigMaps, each watching either only
-//! its own shards' objects (label mode, `lock_kube::shard_watch`) or every object and
-//! filtering with `owns` (filter mode). Per member: the objects it caches, the watch
-//! events it receives during a churn of updates, and the events of objects it owns. In
-//! one process (so no per-member memory figure: the cached objects stand for it).
+//! one `ElectedShards` group over 10,000 labelled ConfigMaps, each a process of its own
+//! (`lock-bench-shard-member`) watching only its own shards' objects (label mode,
+//! `lock_kube::shard_watch`; server-side mode, `lock_kube::server_shard_watch`) or every
+//! object, reconciling those it owns (filter mode). Per member: resident memory, the
+//! objects it caches, the watch events it receives during a churn of updates; for the
+//! group: reconciles per second of an IO-bound reconcile (every object reconciled once
+//! more), lease requests per second, and how long a join and a leave take to move the
+//! shards, with the objects written meanwhile.
 
 use std::{
     collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering::Relaxed},
-    },
+    path::{Path, PathBuf},
+    process::Stdio,
     time::Duration,
 };
 
@@ -19,16 +20,16 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt, reflector, watcher},
 };
-use lock_core::{ElectedShards, Timing};
-use lock_kube::{
-    KubeBackend, nodelay_client, shard_key, shard_label, shard_label_value, shard_watch,
-};
+use lock_core::Timing;
+use lock_kube::{nodelay_client, shard_key, shard_label, shard_label_value};
 use lock_tests::Kube;
+use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
-    task::JoinHandle,
-    time::{Instant, sleep},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, Command},
+    sync::watch,
+    time::{Instant, sleep, timeout},
 };
 
 use crate::figures::Figure;
@@ -43,19 +44,39 @@ const CHURN_TIME: Duration = Duration::from_secs(10);
 const LABEL_PREFIX: &str = "bench.example.com";
 const RUN_LABEL: &str = "lock-bench-scaling";
 
+/// The drain of a member (as `lock-bench-shard-member` sets it): a join or a leave
+/// should move the shards within it plus one second.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// How a member watches.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     Label,
+    Server,
     Filter,
 }
 
-pub const MODES: [Mode; 2] = [Mode::Label, Mode::Filter];
+impl Mode {
+    fn argument(self) -> &'static str {
+        match self {
+            Mode::Label => "label",
+            Mode::Server => "server",
+            Mode::Filter => "filter",
+        }
+    }
+
+    /// Whether each member caches only its own shards' objects.
+    fn restricted(self) -> bool {
+        self != Mode::Filter
+    }
+}
+
+pub const MODES: [Mode; 3] = [Mode::Label, Mode::Server, Mode::Filter];
 
 /// The run's labelled objects.
 pub struct Objects {
     api: Api<ConfigMap>,
-    run: String,
+    pub run: String,
 }
 
 impl Objects {
@@ -107,106 +128,220 @@ impl Objects {
     }
 }
 
-/// A member: its shards, its cache, and the events its watch delivered.
+/// Builds `lock-bench-shard-member` (release) and returns its path.
+pub fn build() -> PathBuf {
+    let status = crate::cargo::cargo()
+        .args(["build", "--release", "--quiet", "-p", "lock-bench"])
+        .args(["--bin", "lock-bench-shard-member", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "lock-bench-shard-member did not build");
+    let here = std::env::current_exe().expect("the bench's path");
+    here.with_file_name("lock-bench-shard-member")
+}
+
+/// What a member last printed (its lines' times are not needed: the bench times what
+/// it sees).
+#[derive(Clone, Debug, Default)]
+struct Status {
+    owned: BTreeSet<u32>,
+    cached: usize,
+    events: usize,
+    reconciles: usize,
+    left: bool,
+}
+
+/// A member process and its latest status.
 struct Member {
-    shards: ElectedShards,
-    store: reflector::Store<ConfigMap>,
-    events: Arc<AtomicUsize>,
-    owned_events: Arc<AtomicUsize>,
-    tasks: Vec<JoinHandle<()>>,
+    name: String,
+    child: Child,
+    stdin: ChildStdin,
+    status: watch::Receiver<Status>,
 }
 
-async fn member(kube: &Kube, objects: &Objects, group: &str, name: String, mode: Mode) -> Member {
-    let client = nodelay_client(kube.config(false).await).expect("a client");
-    let shards = ElectedShards::builder(
-        KubeBackend::new(client.clone(), kube.namespace()),
-        group,
-        name,
-        SHARDS,
-    )
-    .timing(Timing::default())
-    .build()
-    .expect("valid shards");
-    let maps: Api<ConfigMap> = Api::namespaced(client, kube.namespace());
-    let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={}", objects.run));
-    let watch = match mode {
-        Mode::Label => shard_watch(maps, config, &shards, &shard_label(LABEL_PREFIX)).boxed(),
-        Mode::Filter => watcher(maps, config).default_backoff().boxed(),
-    };
-    let (store, writer) = reflector::store();
-    let (events, owned_events) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let watching = {
-        let (events, owned_events, shards) = (events.clone(), owned_events.clone(), shards.clone());
-        watch
-            .reflect(writer)
-            .applied_objects()
-            .for_each(move |object| {
-                if let Ok(object) = object {
-                    events.fetch_add(1, Relaxed);
-                    if shards.owns(&shard_key(&object)) {
-                        owned_events.fetch_add(1, Relaxed);
+impl Member {
+    fn start(binary: &Path, kube: &Kube, group: &str, run: &str, name: &str, mode: Mode) -> Self {
+        let mut child = Command::new(binary)
+            .arg(kube.kubeconfig().expect("a kubeconfig"))
+            .args([kube.namespace(), group, run, name, mode.argument()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the member starts");
+        let stdin = child.stdin.take().expect("piped");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let (send, status) = watch::channel(Status::default());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let words: Vec<&str> = line.split(' ').collect();
+                match words.get(1..) {
+                    Some(["status", owned, cached, events, reconciles]) => {
+                        let number = |word: &str| word.parse().unwrap_or(0);
+                        let owned = owned
+                            .split(',')
+                            .filter_map(|shard| shard.parse().ok())
+                            .collect();
+                        send.send_replace(Status {
+                            owned,
+                            cached: number(cached),
+                            events: number(events),
+                            reconciles: number(reconciles),
+                            left: false,
+                        });
                     }
+                    Some(["left"]) => send.send_modify(|status| status.left = true),
+                    _ => panic!("a member printed {line:?}"),
                 }
-                futures::future::ready(())
-            })
-    };
-    let running = {
-        let shards = shards.clone();
-        async move {
-            let _ = shards.run().await;
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            stdin,
+            status,
         }
-    };
-    Member {
-        shards,
-        store,
-        events,
-        owned_events,
-        tasks: vec![tokio::spawn(watching), tokio::spawn(running)],
+    }
+
+    fn now(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    fn pid(&self) -> Pid {
+        let pid = self.child.id().expect("the member runs");
+        Pid::from_raw(i32::try_from(pid).expect("a pid"))
+    }
+
+    /// Resident memory now, in MiB.
+    fn rss(&self) -> f64 {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|error| panic!("{}: no /proc/{pid}/status: {error}", self.name));
+        let kb: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: no VmRSS in /proc/{pid}/status", self.name));
+        kb / 1024.0
+    }
+
+    async fn resync(&mut self) {
+        self.stdin
+            .write_all(b"resync\n")
+            .await
+            .expect("the member reads its stdin");
+    }
+
+    /// SIGTERM, then its exit after leaving, within 30 s.
+    async fn stop(mut self) {
+        if self.child.id().is_some() {
+            nix::sys::signal::kill(self.pid(), Signal::SIGTERM).expect("SIGTERM sent");
+        }
+        let status = timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{}: still running 30 s after SIGTERM", self.name))
+            .expect("waited for");
+        assert!(status.success(), "{}: exited with {status}", self.name);
     }
 }
 
-/// One repetition: per member (means), objects cached, watch events during the churn,
-/// and those of objects it owns.
-pub async fn once(kube: &Kube, objects: &Objects, mode: Mode, members: u32) -> [f64; 3] {
-    let group = lock_core::conformance::unique_name("scaling-group");
-    let mut group_members = Vec::new();
-    for i in 0..members {
-        group_members.push(member(kube, objects, &group, format!("member-{i}"), mode).await);
-    }
-    // Settled: shares even, every member's cache complete for its mode.
+/// Waits (at most 120 s) until `members` own every shard in even shares; with
+/// `caches`, also until every cache is complete for `mode`. Returns when it held.
+async fn settled(members: &[Member], mode: Mode, caches: bool) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let owned: Vec<BTreeSet<u32>> = group_members
-            .iter()
-            .map(|m| m.shards.owned().borrow().clone())
-            .collect();
-        let shares: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
+        let now: Vec<Status> = members.iter().map(Member::now).collect();
+        let shares: Vec<usize> = now.iter().map(|status| status.owned.len()).collect();
+        let union: BTreeSet<u32> = now.iter().flat_map(|status| status.owned.clone()).collect();
         let balanced = shares.iter().sum::<usize>() == SHARDS as usize
+            && union.len() == SHARDS as usize
             && shares.iter().max().unwrap_or(&0) - shares.iter().min().unwrap_or(&0) <= 1;
-        let cached: usize = group_members.iter().map(|m| m.store.state().len()).sum();
-        let complete = match mode {
-            Mode::Label => cached == OBJECTS,
-            Mode::Filter => cached == OBJECTS * members as usize,
+        let cached: usize = now.iter().map(|status| status.cached).sum();
+        let complete = if mode.restricted() {
+            cached == OBJECTS
+        } else {
+            now.iter().all(|status| status.cached == OBJECTS)
         };
-        if balanced && complete {
-            break;
+        if balanced && (complete || !caches) {
+            return Instant::now();
         }
         assert!(
             Instant::now() < deadline,
-            "the group did not settle within 120 s"
+            "the group did not settle within 120 s: {now:?}"
         );
-        sleep(Duration::from_millis(100)).await;
+        sleep(Duration::from_millis(10)).await;
     }
-    let cached: f64 = group_members
-        .iter()
-        .map(|m| m.store.state().len() as f64)
-        .sum::<f64>()
-        / f64::from(members);
-    let before: Vec<(usize, usize)> = group_members
-        .iter()
-        .map(|m| (m.events.load(Relaxed), m.owned_events.load(Relaxed)))
-        .collect();
+}
+
+/// Writes to ConfigMaps the apiserver has served (PUT, PATCH, POST, DELETE).
+async fn configmap_writes(kube: &Kube) -> f64 {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let metrics = kube
+        .admin()
+        .await
+        .request_text(request)
+        .await
+        .expect("apiserver metrics");
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("apiserver_request_total{")
+                && line.contains("resource=\"configmaps\"")
+                && ["PUT", "PATCH", "POST", "DELETE"]
+                    .iter()
+                    .any(|verb| line.contains(&format!("verb=\"{verb}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn lease_requests(counts: &std::collections::BTreeMap<String, f64>) -> f64 {
+    counts.values().sum()
+}
+
+/// The figures of one repetition, in `COLUMNS` order.
+pub async fn once(
+    kube: &Kube,
+    binary: &Path,
+    objects: &Objects,
+    mode: Mode,
+    members: u32,
+) -> [f64; 10] {
+    let group = lock_core::conformance::unique_name("scaling-group");
+    let start = |i: u32| {
+        Member::start(
+            binary,
+            kube,
+            &group,
+            &objects.run,
+            &format!("member-{i}"),
+            mode,
+        )
+    };
+    let mut group_members: Vec<Member> = (0..members - 1).map(start).collect();
+    if !group_members.is_empty() {
+        settled(&group_members, mode, true).await;
+    }
+    // The last one joins.
+    let writes_before = configmap_writes(kube).await;
+    let joining = Instant::now();
+    group_members.push(start(members - 1));
+    let join = settled(&group_members, mode, false).await - joining;
+    settled(&group_members, mode, true).await;
+    let join_writes = configmap_writes(kube).await - writes_before;
+
+    sleep(Duration::from_secs(1)).await;
+    let mean = |values: &mut dyn Iterator<Item = f64>| values.sum::<f64>() / f64::from(members);
+    let rss = mean(&mut group_members.iter().map(Member::rss));
+    let cached = mean(&mut group_members.iter().map(|m| m.now().cached as f64));
+
     // The churn: updates spread evenly over the objects and the time.
+    let events_before: Vec<usize> = group_members.iter().map(|m| m.now().events).collect();
+    let leases_before = crate::subjects::kube_lease_requests_by_verb(kube).await;
+    let churning = Instant::now();
     let pause = CHURN_TIME / UPDATES as u32;
     let churn = lock_core::conformance::unique_name("churn"); // every update changes the object
     for update in 0..UPDATES {
@@ -220,44 +355,108 @@ pub async fn once(kube: &Kube, objects: &Objects, mode: Mode, members: u32) -> [
         sleep(pause).await;
     }
     sleep(Duration::from_secs(1)).await; // the last events arrive
-    let (events, owned): (f64, f64) = group_members.iter().zip(&before).fold(
-        (0.0, 0.0),
-        |(events, owned), (m, (events_before, owned_before))| {
-            (
-                events + (m.events.load(Relaxed) - events_before) as f64,
-                owned + (m.owned_events.load(Relaxed) - owned_before) as f64,
-            )
-        },
+    let leases = (lease_requests(&crate::subjects::kube_lease_requests_by_verb(kube).await)
+        - lease_requests(&leases_before))
+        / churning.elapsed().as_secs_f64();
+    let timing = Timing::default();
+    let renewals = f64::from(members + SHARDS) / timing.renew_interval().as_secs_f64();
+    let events = mean(
+        &mut group_members
+            .iter()
+            .zip(&events_before)
+            .map(|(m, before)| (m.now().events - before) as f64),
     );
-    for m in &group_members {
-        m.shards.shutdown();
+
+    // Every object reconciled once more: the group's throughput.
+    let before: usize = group_members.iter().map(|m| m.now().reconciles).sum();
+    let resyncing = Instant::now();
+    for member in &mut group_members {
+        member.resync().await;
     }
-    sleep(Duration::from_secs(1)).await;
-    for m in group_members {
-        for task in m.tasks {
-            task.abort();
-        }
+    let deadline = resyncing + Duration::from_secs(120);
+    while group_members
+        .iter()
+        .map(|m| m.now().reconciles)
+        .sum::<usize>()
+        < before + OBJECTS
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the resync did not end within 120 s"
+        );
+        sleep(Duration::from_millis(5)).await;
+    }
+    let reconciles_per_second = OBJECTS as f64 / resyncing.elapsed().as_secs_f64();
+
+    // One leaves (SIGTERM: its reconciles finish, its shards drain and are released).
+    let (leave, leave_writes) = if members > 1 {
+        let writes_before = configmap_writes(kube).await;
+        let leaving = Instant::now();
+        let last = group_members.pop().expect("a member");
+        let stopped = tokio::spawn(last.stop());
+        let leave = settled(&group_members, mode, false).await - leaving;
+        stopped.await.expect("the member stopped");
+        settled(&group_members, mode, true).await;
+        (
+            leave.as_secs_f64(),
+            configmap_writes(kube).await - writes_before,
+        )
+    } else {
+        (f64::NAN, 0.0)
+    };
+    for member in group_members {
+        member.stop().await;
     }
     [
+        rss,
         cached,
-        events / f64::from(members),
-        owned / f64::from(members),
+        events,
+        reconciles_per_second,
+        leases,
+        renewals,
+        join.as_secs_f64(),
+        leave,
+        join_writes + leave_writes,
+        f64::NAN,
     ]
+}
+
+/// The resident memory of one member over no objects at all: the fixed cost of a
+/// process, subtracted before comparing members' memory.
+pub async fn fixed_cost(kube: &Kube, binary: &Path) -> f64 {
+    let group = lock_core::conformance::unique_name("scaling-empty");
+    let empty = lock_core::conformance::unique_name("no-objects");
+    let member = Member::start(binary, kube, &group, &empty, "member-0", Mode::Label);
+    let members = [member];
+    settled(&members, Mode::Label, true).await;
+    sleep(Duration::from_secs(1)).await;
+    let rss = members[0].rss();
+    let [member] = members;
+    member.stop().await;
+    rss
 }
 
 /// The table: a row per mode and group size.
 pub struct Table {
     rows: Vec<((Mode, u32), Vec<Figure>)>,
+    fixed: Figure,
+    version: String,
 }
 
-const COLUMNS: [&str; 3] = [
+const COLUMNS: [&str; 9] = [
+    "RSS MiB per member",
     "objects cached per member",
     "watch events per member during the churn",
-    "of them, of objects it owns",
+    "reconciles/s (group)",
+    "lease requests/s",
+    "renewals alone need/s",
+    "join s",
+    "leave s",
+    "objects written in join + leave",
 ];
 
 impl Table {
-    pub fn new() -> Self {
+    pub fn new(version: String) -> Self {
         let rows = MODES
             .iter()
             .flat_map(|mode| {
@@ -266,10 +465,18 @@ impl Table {
                     .map(move |members| ((*mode, *members), vec![Figure::default(); COLUMNS.len()]))
             })
             .collect();
-        Self { rows }
+        Self {
+            rows,
+            fixed: Figure::default(),
+            version,
+        }
     }
 
-    pub fn record(&mut self, row: (Mode, u32), values: [f64; 3]) {
+    pub fn record_fixed(&mut self, rss: f64) {
+        self.fixed.push(rss);
+    }
+
+    pub fn record(&mut self, row: (Mode, u32), values: [f64; 10]) {
         if let Some((_, figures)) = self.rows.iter_mut().find(|(r, _)| *r == row) {
             for (figure, value) in figures.iter_mut().zip(values) {
                 figure.push(value);
@@ -277,9 +484,97 @@ impl Table {
         }
     }
 
+    fn median(&self, mode: Mode, members: u32, column: usize) -> f64 {
+        self.rows
+            .iter()
+            .find(|(row, _)| *row == (mode, members))
+            .map_or(f64::NAN, |(_, figures)| figures[column].median())
+    }
+
+    /// The issue's targets, each checked on the medians: met or missed, with the figures.
+    fn targets(&self) -> String {
+        let mut out = String::from("\nTargets (on the medians):\n\n");
+        let fixed = self.fixed.median();
+        let mut line = |met: bool, what: String| {
+            out += &format!("- {}: {what}\n", if met { "met" } else { "MISSED" });
+        };
+        for mode in MODES.into_iter().filter(|mode| mode.restricted()) {
+            let one_rss = self.median(mode, 1, 0) - fixed;
+            let one_events = self.median(mode, 1, 2);
+            let one_rate = self.median(mode, 1, 3);
+            for members in MEMBERS.into_iter().filter(|members| *members > 1) {
+                let n = f64::from(members);
+                let rss = self.median(mode, members, 0) - fixed;
+                line(
+                    rss <= 1.25 * one_rss / n,
+                    format!(
+                        "{mode:?}, {members} members: memory above the fixed {fixed:.1} MiB is \
+                         {rss:.1} MiB per member, at most 1.25 × {one_rss:.1} / {members} = {:.1}",
+                        1.25 * one_rss / n
+                    ),
+                );
+                let events = self.median(mode, members, 2);
+                line(
+                    events <= 1.25 * one_events / n,
+                    format!(
+                        "{mode:?}, {members} members: {events:.0} watch events per member, \
+                         at most 1.25 × {one_events:.0} / {members} = {:.0}",
+                        1.25 * one_events / n
+                    ),
+                );
+                let rate = self.median(mode, members, 3);
+                line(
+                    rate >= 0.8 * n * one_rate,
+                    format!(
+                        "{mode:?}, {members} members: {rate:.0} reconciles/s, at least \
+                         0.8 × {members} × {one_rate:.0} = {:.0}",
+                        0.8 * n * one_rate
+                    ),
+                );
+            }
+        }
+        for ((mode, members), figures) in &self.rows {
+            let (leases, renewals) = (figures[4].median(), figures[5].median());
+            line(
+                leases <= 1.2 * renewals,
+                format!(
+                    "{mode:?}, {members} members: {leases:.2} lease requests/s, at most \
+                     1.2 × {renewals:.2}"
+                ),
+            );
+            let limit = (DRAIN + Duration::from_secs(1)).as_secs_f64();
+            let (join, leave) = (figures[6].median(), figures[7].median());
+            line(
+                join <= limit && (leave.is_nan() || leave <= limit),
+                format!(
+                    "{mode:?}, {members} members: join {join:.2} s, leave {} within the \
+                     drain + 1 s = {limit:.0} s",
+                    if leave.is_nan() {
+                        "–".to_owned()
+                    } else {
+                        format!("{leave:.2} s")
+                    }
+                ),
+            );
+            if *mode == Mode::Label {
+                let written = figures[8].median();
+                line(
+                    written == 0.0,
+                    format!(
+                        "label, {members} members: {written:.0} objects written in a join and a leave"
+                    ),
+                );
+            }
+        }
+        out
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "\n### Sharded controllers: {OBJECTS} ConfigMaps, {SHARDS} shards, {UPDATES} updates over {CHURN_TIME:?}\n\n| mode | members | {} |\n|---|---|{}\n",
+            "\n### Sharded controllers: {OBJECTS} ConfigMaps, {SHARDS} shards, {UPDATES} updates over {CHURN_TIME:?} ({})\n\n\
+             A member process over no objects: {} MiB.\n\n| mode | members | {} |\n|---|---|{}\n",
+            self.version,
+            self.fixed.show(),
             COLUMNS.join(" | "),
             "---|".repeat(COLUMNS.len())
         );
@@ -287,10 +582,11 @@ impl Table {
             let cells: Vec<String> = figures.iter().map(Figure::show).collect();
             let mode = match mode {
                 Mode::Label => "label (`shard_watch`)",
+                Mode::Server => "server-side (`server_shard_watch`)",
                 Mode::Filter => "filter (every object, `owns`)",
             };
             out += &format!("| {mode} | {members} | {} |\n", cells.join(" | "));
         }
-        out
+        out + &self.targets()
     }
 }
