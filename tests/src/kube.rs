@@ -287,7 +287,13 @@ impl Kube {
             ca.display(),
             self.namespace()
         );
-        std::fs::write(&path, yaml)
+        // Written aside and renamed: a process reading it meanwhile sees the old file or
+        // the new one, never half of one.
+        let aside = apiserver
+            .dir()
+            .join(format!("kubeconfig.yaml.{:?}", std::thread::current().id()));
+        std::fs::write(&aside, yaml)
+            .and_then(|()| std::fs::rename(&aside, &path))
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
         Some(path)
     }

@@ -291,7 +291,8 @@ async fn scaling_table(kube: &Kube, repeat: usize) {
     let mut table = scaling::Table::new(format!("kube-apiserver {}", kube.version().apiserver()));
     let started = Instant::now();
     for repetition in 1..=repeat {
-        table.record_fixed(scaling::fixed_cost(kube, &binary).await);
+        let fixed = scaling::fixed_cost(kube, &binary).await;
+        table.record_fixed(fixed, scaling::idle_lease_rate(kube).await);
         for mode in scaling::MODES {
             for members in scaling::MEMBERS {
                 eprintln!(

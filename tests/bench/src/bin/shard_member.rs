@@ -208,4 +208,6 @@ async fn main() {
         Ok(Err(error)) => panic!("the member failed: {error}"),
         Err(error) => panic!("the member's task: {error}"),
     }
+    // Not by returning: the runtime would wait for the blocking read of stdin.
+    std::process::exit(0);
 }
