@@ -12,7 +12,9 @@ use futures::stream::BoxStream;
 use crate::{Error, FencingToken, LockName, Result};
 
 /// A lock held on the server, as the backend needs it for its next compare-and-set.
+/// Made by [`Lease::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// The lock held.
     pub name: LockName,
@@ -27,8 +29,10 @@ pub struct Lease {
     pub revision: u64,
 }
 
-/// Who holds a lock, as one backend sees it now.
+/// Who holds a lock, as one backend sees it now. Made by [`LockInfo::new`] and the
+/// `with_` methods.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The holder's identity.
     pub holder: String,
@@ -47,6 +51,7 @@ pub struct LockInfo {
 
 /// The outcome of [`Backend::take`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Take {
     /// The lock was free or expired and is now ours.
     Acquired(Lease),
@@ -56,6 +61,7 @@ pub enum Take {
 
 /// The outcome of [`Backend::renew`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Renew {
     /// Still ours, for another TTL; carries the lease for the next compare-and-set.
     Renewed(Lease),
@@ -69,6 +75,7 @@ pub enum Renew {
 
 /// The outcome of [`Backend::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Release {
     /// It was ours and is now free.
     Released,
@@ -76,13 +83,96 @@ pub enum Release {
     NotHeld,
 }
 
-/// A lock found by [`Backend::list`].
+/// A lock found by [`Backend::list`]. Made by [`Listed::new`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Listed {
     /// The lock's name, as found on the server.
     pub name: String,
     /// Who holds it (`None`: free), or why its record cannot be read.
     pub holder: Result<Option<LockInfo>>,
+}
+
+impl Lease {
+    /// The lease a backend's take or renewal returns.
+    pub fn new(
+        name: LockName,
+        holder: impl Into<String>,
+        token: FencingToken,
+        ttl: Duration,
+        revision: u64,
+    ) -> Self {
+        Self {
+            name,
+            holder: holder.into(),
+            token,
+            ttl,
+            revision,
+        }
+    }
+}
+
+impl LockInfo {
+    /// `holder`, which took the lock with `ttl`; token, times and expiry unknown until
+    /// given.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lock_core::{FencingToken, LockInfo};
+    ///
+    /// let info = LockInfo::new("pod-a", Duration::from_secs(15))
+    ///     .with_token(Some(FencingToken::new(7)))
+    ///     .with_expires_in(Some(Duration::from_secs(9)));
+    /// assert_eq!(info.token, Some(FencingToken::new(7)));
+    /// ```
+    pub fn new(holder: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            holder: holder.into(),
+            token: None,
+            ttl,
+            acquired_at: None,
+            renewed_at: None,
+            expires_in: None,
+        }
+    }
+
+    /// With the holder's fencing token, where the backend can tell it.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<FencingToken>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// With when the holder acquired the lock, by its clock.
+    #[must_use]
+    pub fn with_acquired_at(mut self, at: Option<SystemTime>) -> Self {
+        self.acquired_at = at;
+        self
+    }
+
+    /// With when the holder last renewed the lock, by its clock.
+    #[must_use]
+    pub fn with_renewed_at(mut self, at: Option<SystemTime>) -> Self {
+        self.renewed_at = at;
+        self
+    }
+
+    /// With how long until a contender may take the lock if it is not renewed.
+    #[must_use]
+    pub fn with_expires_in(mut self, expires_in: Option<Duration>) -> Self {
+        self.expires_in = expires_in;
+        self
+    }
+}
+
+impl Listed {
+    /// The lock `name` found by a list, with its holder (or why its record cannot be read).
+    pub fn new(name: impl Into<String>, holder: Result<Option<LockInfo>>) -> Self {
+        Self {
+            name: name.into(),
+            holder,
+        }
+    }
 }
 
 /// Notifications that a lock may have changed (released, taken, deleted). An item

@@ -11,6 +11,7 @@ const BREAK_ATTEMPTS: usize = 3;
 
 /// What [`Lock::break_lock`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Broken {
     /// Who held the lock when the break began (`None`: it was free).
     pub previous: Option<LockInfo>,

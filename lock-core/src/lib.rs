@@ -114,3 +114,8 @@ pub use shards::{DEFAULT_MAX_MEMBERS, ElectedShards, ElectedShardsBuilder, Shard
 pub use timing::{DEFAULT_TTL, Timing};
 pub use token::FencingToken;
 pub use validity::{LossReason, Validity};
+
+/// This crate's README's example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! The tasks of one leadership term: spawned through [`Leadership::spawn`], they end with
-//! the term (DESIGN.md, Contracts: "Leader election").
+//! the term (docs/design.md, Contracts: "Leader election").
 //!
 //! [`Leadership::spawn`]: crate::Leadership::spawn
 

@@ -131,13 +131,13 @@ async fn when_the_server_says_the_lock_is_not_ours_the_guard_ends_at_the_next_re
         .await
         .expect("acquire");
     // Someone breaks the lock on the server (e.g. an operator).
-    let lease = lock_core::Lease {
-        name: guard.name().clone(),
-        holder: "holder".into(),
-        token: guard.token(),
-        ttl: TTL,
-        revision: guard.token().get(),
-    };
+    let lease = lock_core::Lease::new(
+        guard.name().clone(),
+        "holder",
+        guard.token(),
+        TTL,
+        guard.token().get(),
+    );
     let broken_at = Instant::now();
     assert_eq!(
         lock_core::Backend::release(&server, &lease)

@@ -89,14 +89,9 @@ impl EtcdBackend {
         expires_in: Option<Duration>,
     ) -> Result<LockInfo> {
         let record = Record::read(name.as_str(), kv)?;
-        Ok(LockInfo {
-            holder: record.holder,
-            token: Some(token(kv)),
-            ttl: Duration::from_millis(record.ttl_ms),
-            acquired_at: None,
-            renewed_at: None,
-            expires_in,
-        })
+        Ok(LockInfo::new(record.holder, Duration::from_millis(record.ttl_ms))
+            .with_token(Some(token(kv)))
+            .with_expires_in(expires_in))
     }
 }
 
@@ -189,13 +184,14 @@ impl Backend for EtcdBackend {
             // Without the revision there is no token: the key is deleted with the
             // granted lease, which is revoked when `granted` is dropped.
             let token = revision(response.header().map(ResponseHeader::revision), name)?;
-            return Ok(Take::Acquired(Lease {
-                name: name.clone(),
-                holder: holder.to_owned(),
+            let revision = granted.keep().unsigned_abs();
+            return Ok(Take::Acquired(Lease::new(
+                name.clone(),
+                holder,
                 token,
                 ttl,
-                revision: granted.keep().unsigned_abs(),
-            }));
+                revision,
+            )));
         }
         drop(granted);
         let held = response.op_responses().into_iter().find_map(|op| match op {
@@ -329,7 +325,7 @@ impl Backend for EtcdBackend {
                 }
                 Err(error) => Err(error),
             };
-            listed.push(Listed { name, holder });
+            listed.push(Listed::new(name, holder));
         }
         Ok(listed)
     }

@@ -62,3 +62,8 @@ mod record;
 
 pub use backend::{DEFAULT_PREFIX, EtcdBackend};
 pub use fenced::{MARK_SUFFIX, fenced_delete, fenced_put, fenced_txn};
+
+/// This crate's README's example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

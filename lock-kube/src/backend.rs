@@ -8,8 +8,8 @@
 //! only its decision on the Lease it is shown.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
-    apimachinery::pkg::apis::meta::v1::MicroTime,
+    apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference},
 };
 use kube::{
     Api, Client,
@@ -66,9 +66,18 @@ struct Inner {
     /// Coordinated leader election: `take` only renews a Lease the election controller
     /// gave us, never takes one.
     coordinated: bool,
+    /// The labels and owner references of the Leases this backend creates.
+    created: RwLock<Created>,
     /// Each acquisition this process holds, by lease name and token: its holder and
     /// acquireTime, which tell our record from a later acquisition by the same identity.
     acquisitions: Mutex<HashMap<(String, FencingToken), Acquisition>>,
+}
+
+/// What a Lease this backend creates carries besides its name.
+#[derive(Clone, Debug, Default)]
+struct Created {
+    labels: BTreeMap<String, String>,
+    owners: Vec<OwnerReference>,
 }
 
 /// What identifies one acquisition in the Lease's record.
@@ -103,14 +112,7 @@ impl std::fmt::Debug for KubeBackend {
 
 /// A coordinated Lease nobody holds yet, as a waiter reports it.
 fn nobody(ttl: Duration) -> LockInfo {
-    LockInfo {
-        holder: String::new(),
-        token: None,
-        ttl,
-        acquired_at: None,
-        renewed_at: None,
-        expires_in: None,
-    }
+    LockInfo::new(String::new(), ttl)
 }
 
 /// The outcome of one compare-and-set write.
@@ -189,6 +191,72 @@ impl KubeBackend {
         backend
     }
 
+    /// Locks are Leases in the client's default namespace (its kubeconfig context's, or
+    /// the pod's own in a cluster), as `kube::Api::default_namespaced`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = kube::Client::try_default().await?;
+    /// let backend = lock_kube::KubeBackend::default_namespaced(client);
+    /// let lock = lock_core::Lock::new(backend, "my-controller", lock_kube::default_identity())?;
+    /// # drop(lock); Ok(()) }
+    /// ```
+    pub fn default_namespaced(client: Client) -> Self {
+        let namespace = client.default_namespace().to_owned();
+        Self::new(client, &namespace)
+    }
+
+    /// Gives the Leases this backend creates these labels (for example the
+    /// controller's name, `app.kubernetes.io/name`), to find them with a selector. A
+    /// Lease that exists already keeps its own.
+    ///
+    /// ```no_run
+    /// # fn run(client: kube::Client) {
+    /// let backend = lock_kube::KubeBackend::new(client, "my-namespace")
+    ///     .with_labels([("app.kubernetes.io/name", "my-controller")]);
+    /// # drop(backend); }
+    /// ```
+    #[must_use]
+    pub fn with_labels<K: Into<String>, V: Into<String>>(
+        self,
+        labels: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.inner
+            .created
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .labels
+            .extend(labels.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Makes the Leases this backend creates owned by `owner` (for example the
+    /// controller's Deployment), so that Kubernetes' garbage collector deletes them with
+    /// it. A Lease that exists already keeps its own owners.
+    ///
+    /// ```no_run
+    /// use k8s_openapi::api::apps::v1::Deployment;
+    /// use kube::{Api, Resource};
+    ///
+    /// # async fn run(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let deployment = Api::<Deployment>::namespaced(client.clone(), "my-namespace")
+    ///     .get("my-controller")
+    ///     .await?;
+    /// let backend = lock_kube::KubeBackend::new(client, "my-namespace")
+    ///     .owned_by(deployment.owner_ref(&()).ok_or("the Deployment has no uid")?);
+    /// # drop(backend); Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn owned_by(self, owner: OwnerReference) -> Self {
+        self.inner
+            .created
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .owners
+            .push(owner);
+        self
+    }
+
     fn with_known(client: Client, namespace: &str, known: Known) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -196,6 +264,7 @@ impl KubeBackend {
                 namespace: namespace.to_owned(),
                 known,
                 coordinated: false,
+                created: RwLock::default(),
                 acquisitions: Mutex::default(),
             }),
         }
@@ -235,9 +304,16 @@ impl Inner {
     }
 
     async fn create(&self, name: &str, spec: LeaseSpec) -> Result<Write> {
+        let Created { labels, owners } = self
+            .created
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
+                labels: (!labels.is_empty()).then_some(labels),
+                owner_references: (!owners.is_empty()).then_some(owners),
                 ..ObjectMeta::default()
             },
             spec: Some(spec),
@@ -373,13 +449,7 @@ impl Inner {
             .spec
             .as_ref()
             .and_then(|spec| spec.acquire_time.clone());
-        let held = Held {
-            name: LockName::new(name)?,
-            holder: holder.to_owned(),
-            token,
-            ttl,
-            revision: token.get(),
-        };
+        let held = Held::new(LockName::new(name)?, holder, token, ttl, token.get());
         self.set_acquisition(
             &held,
             Some(Acquisition {
@@ -496,14 +566,12 @@ impl Inner {
 
     /// The record as held by `holder`.
     fn info_for(&self, name: &str, record: &Record, holder: String) -> Option<LockInfo> {
-        Some(LockInfo {
-            holder,
-            token: None,
-            ttl: record.duration,
-            acquired_at: record.acquire_time.as_ref().map(record::system_time),
-            renewed_at: record.renew_time.as_ref().map(record::system_time),
-            expires_in: Some(self.known.expires_in(name, record)),
-        })
+        Some(
+            LockInfo::new(holder, record.duration)
+                .with_acquired_at(record.acquire_time.as_ref().map(record::system_time))
+                .with_renewed_at(record.renew_time.as_ref().map(record::system_time))
+                .with_expires_in(Some(self.known.expires_in(name, record))),
+        )
     }
 }
 
@@ -564,10 +632,8 @@ impl Backend for KubeBackend {
             .await?;
         Ok(match renewed {
             Some(written) => {
-                let renewed = Held {
-                    revision: record::token(&written)?.get(),
-                    ..held.clone()
-                };
+                let mut renewed = held.clone();
+                renewed.revision = record::token(&written)?.get();
                 let spec = written.spec.unwrap_or_default();
                 if record::preferred_other(&spec, &held.holder).is_some() {
                     Renew::HandOver(renewed)
@@ -634,7 +700,7 @@ impl Backend for KubeBackend {
                 name.starts_with(prefix).then(|| {
                     self.inner.known.saw(&lease);
                     let holder = Record::read(&lease).map(|record| self.inner.info(&name, &record));
-                    Listed { name, holder }
+                    Listed::new(name, holder)
                 })
             })
             .collect();

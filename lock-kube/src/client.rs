@@ -1,6 +1,9 @@
 //! A `kube::Client` whose connections set `TCP_NODELAY`.
 
-use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::connect::{Connect, HttpConnector},
+    rt::TokioExecutor,
+};
 use kube::client::ConfigExt;
 use tower::{BoxError, ServiceBuilder};
 
@@ -25,8 +28,42 @@ pub fn nodelay_client(config: kube::Config) -> Result<kube::Client, kube::Error>
     connector.enforce_http(false);
     connector.set_nodelay(true);
     connector.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(connector)?;
-    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+    // TLS by the feature chosen, rustls first, as kube's own client picks.
+    #[cfg(any(feature = "rustls-tls", feature = "aws-lc-rs"))]
+    {
+        #[cfg(feature = "aws-lc-rs")]
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // As kube's own client does: with both providers built in, rustls cannot
+            // pick one by itself.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let https = config.rustls_https_connector_with_connector(connector)?;
+        stack(config, https)
+    }
+    #[cfg(all(
+        feature = "openssl-tls",
+        not(any(feature = "rustls-tls", feature = "aws-lc-rs"))
+    ))]
+    {
+        let https = config.openssl_https_connector_with_connector(connector)?;
+        stack(config, https)
+    }
+    #[cfg(not(any(feature = "rustls-tls", feature = "aws-lc-rs", feature = "openssl-tls")))]
+    {
+        // No TLS feature: plain HTTP only.
+        if config.cluster_url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            return Err(kube::Error::TlsRequired);
+        }
+        stack(config, connector)
+    }
+}
+
+/// kube's base-URI, authentication and extra-header layers over a client of `connector`.
+fn stack<C>(config: kube::Config, connector: C) -> Result<kube::Client, kube::Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)

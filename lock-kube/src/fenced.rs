@@ -23,6 +23,7 @@ pub const FENCING_TOKEN_ANNOTATION: &str = "locks.fencing/token";
 
 /// The body of a [`fenced_patch`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum FencedPatch {
     /// A JSON merge patch (RFC 7386): an object.
     Merge(Value),

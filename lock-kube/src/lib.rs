@@ -350,6 +350,33 @@
 //! durations are whole seconds; a TTL with a fraction is rounded up in the record, so
 //! others wait at least as long as the holder trusts it.
 //!
+//! client-go's `LeaderElectionConfig` in terms of [`Timing`](lock_core::Timing):
+//!
+//! | client-go | its default | `Timing` | ours by default |
+//! |---|---|---|---|
+//! | `LeaseDuration`: how long others wait after the last renewal | 15 s | `Timing::new(lease_duration)` | 15 s |
+//! | `RenewDeadline`: how long the leader keeps trying to renew before it stops leading | 10 s | `with_drift_margin(lease_duration - renew_deadline)`: how long before the TTL the guard stops trusting the lease | 152 ms (it leads until 14.85 s after its last renewal was sent) |
+//! | `RetryPeriod`: how often the leader renews and followers try | 2 s | `with_renew_interval(retry_period)`; followers do not retry: they watch the Lease (`with_poll_interval` applies only without a watch) | renew every 5 s |
+//!
+//! So client-go's defaults, exactly:
+//!
+//! ```
+//! use std::time::Duration;
+//! let client_go = lock_core::Timing::new(Duration::from_secs(15))
+//!     .with_drift_margin(Duration::from_secs(15 - 10))
+//!     .with_renew_interval(Duration::from_secs(2));
+//! assert!(client_go.validate().is_ok());
+//! assert_eq!(client_go.validity(), Duration::from_secs(10));
+//! ```
+//!
+//! # Choosing TLS
+//!
+//! lock-kube turns on no TLS implementation of kube's by itself beyond its default
+//! feature, `rustls-tls` (rustls with the ring provider, as kube's default). A binary that
+//! chose another takes lock-kube with `default-features = false` and one of
+//! `features = ["rustls-tls"]`, `["aws-lc-rs"]` (rustls with aws-lc-rs) or
+//! `["openssl-tls"]` (add `"warm"` for [`WarmCache`]); [`nodelay_client`] uses the same.
+//!
 //! Pick a `k8s-openapi` version feature in your binary as usual (e.g. `latest`).
 
 mod backend;
@@ -360,6 +387,7 @@ mod events;
 mod fenced;
 mod known;
 mod record;
+mod identity;
 mod sharded;
 #[cfg(feature = "warm")]
 mod warm;
@@ -375,6 +403,7 @@ pub use fenced::{
     FENCING_TOKEN_ANNOTATION, Fenceable, FencedPatch, fenced_apply, fenced_create, fenced_delete,
     fenced_patch, fenced_status, fenced_update, recorded_token,
 };
+pub use identity::default_identity;
 pub use sharded::{
     ShardField, hash_range_of, label_shards, server_shard_watch, shard_key, shard_label,
     shard_label_value, shard_selector, shard_selector_supported, shard_watch,
@@ -382,7 +411,7 @@ pub use sharded::{
 #[cfg(feature = "warm")]
 pub use warm::WarmCache;
 
-/// The README's examples, compiled as doctests so that they stay true.
+/// This crate's README's example, compiled as a doctest so that it stays true.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -811,3 +811,48 @@ async fn an_unreachable_apiserver_is_a_transient_error() {
         other => panic!("expected a transient backend error, got {other:?}"),
     }
 }
+
+/// The Leases a backend creates carry its labels and owner references (so that a
+/// selector finds them and the garbage collector deletes them with their owner); the
+/// default namespace is the client's.
+#[tokio::test]
+async fn a_created_lease_carries_the_backends_labels_and_owner() {
+    let kube = Kube::shared().await;
+    let client = kube.admin().await;
+    let owner_name = unique_name("lease-owner");
+    let owner = Api::<ConfigMap>::namespaced(client.clone(), kube.namespace())
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(owner_name.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            },
+        )
+        .await
+        .expect("create the owner");
+    let reference = kube::Resource::owner_ref(&owner, &()).expect("the owner has a uid");
+    let backend = KubeBackend::default_namespaced(client)
+        .with_labels([("app.kubernetes.io/name", "my-controller")])
+        .owned_by(reference.clone());
+    assert_eq!(backend.namespace(), kube.namespace(), "the client's default namespace");
+    let name = unique_name("labelled-lease");
+    let guard = lock(backend, &name, "replica-a")
+        .acquire()
+        .await
+        .expect("acquired");
+    let lease = leases().await.get(&name).await.expect("the Lease");
+    assert_eq!(
+        lease
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get("app.kubernetes.io/name"))
+            .map(String::as_str),
+        Some("my-controller")
+    );
+    assert_eq!(lease.metadata.owner_references, Some(vec![reference]));
+    guard.release().await.expect("released");
+}

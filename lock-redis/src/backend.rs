@@ -169,15 +169,10 @@ fn info(name: &LockName, value: &str, pttl: i64) -> Result<LockInfo> {
     };
     let token = token.parse::<u64>().map_err(|_| malformed())?;
     let ttl = ttl.parse::<u64>().map_err(|_| malformed())?;
-    Ok(LockInfo {
-        holder: holder.to_owned(),
-        token: Some(FencingToken::new(token)),
-        ttl: Duration::from_millis(ttl),
-        acquired_at: None,
-        renewed_at: None,
+    Ok(LockInfo::new(holder, Duration::from_millis(ttl))
+        .with_token(Some(FencingToken::new(token)))
         // PTTL is -1 for a key without expiry: someone else's key, but say "held".
-        expires_in: u64::try_from(pttl).ok().map(Duration::from_millis),
-    })
+        .with_expires_in(u64::try_from(pttl).ok().map(Duration::from_millis)))
 }
 
 #[async_trait]
@@ -201,13 +196,13 @@ impl Backend for RedisBackend {
             name: name.to_string(),
             reason: format!("the token counter gave {value:?}"),
         })?;
-        Ok(Take::Acquired(Lease {
-            name: name.clone(),
-            holder: holder.to_owned(),
-            token: FencingToken::new(token),
+        Ok(Take::Acquired(Lease::new(
+            name.clone(),
+            holder,
+            FencingToken::new(token),
             ttl,
-            revision: token,
-        }))
+            token,
+        )))
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
@@ -267,7 +262,7 @@ impl Backend for RedisBackend {
                 Ok(lock) => self.describe(&lock).await,
                 Err(error) => Err(error),
             };
-            listed.push(Listed { name, holder });
+            listed.push(Listed::new(name, holder));
         }
         Ok(listed)
     }

@@ -64,3 +64,8 @@ mod subscriber;
 
 pub use backend::{DEFAULT_PREFIX, RedisBackend};
 pub use fenced::{MARK_SUFFIX, fenced_delete, fenced_set, mark_key};
+
+/// This crate's README's example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

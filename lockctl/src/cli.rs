@@ -21,7 +21,10 @@ Exit codes:
   3  the lock is not in the state asked for (release: not held by that holder;
      acquire: still held by another when --wait ran out)
   4  acquire: the lock was lost while held (it could not be renewed in time)
-  5  break: not confirmed";
+  5  break: not confirmed
+
+Backends are cargo features (kube, etcd, redis; all by default): a lockctl built with
+`--no-default-features --features kube` has only Kubernetes and needs no protoc.";
 
 /// See and operate distributed locks on Kubernetes, etcd and Redis.
 #[derive(Debug, Parser)]

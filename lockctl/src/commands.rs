@@ -224,6 +224,10 @@ async fn release(locks: &Locks, name: &str, holder: &str, io: Io<'_>) -> Result<
             Exit::NotHeld,
             format!("{name} is not held by {holder}; nothing was changed"),
         )),
+        other => Err(Failure::new(
+            Exit::Failed,
+            format!("{name}: the backend answered {other:?}, which this lockctl does not know"),
+        )),
     }
 }
 

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use lock_core::Backend;
 
 use crate::{
@@ -56,7 +54,7 @@ impl Target {
                     format!("{endpoint}:2379")
                 };
                 let prefix = if prefix.is_empty() {
-                    lock_etcd::DEFAULT_PREFIX.to_owned()
+                    ETCD_PREFIX.to_owned()
                 } else {
                     prefix.to_owned()
                 };
@@ -72,81 +70,132 @@ impl Target {
     }
 }
 
-/// Connects to `target` with the connection flags.
+/// lock-etcd's default key prefix, for `etcd://HOST:PORT` without one.
+#[cfg(feature = "etcd")]
+const ETCD_PREFIX: &str = lock_etcd::DEFAULT_PREFIX;
+#[cfg(not(feature = "etcd"))]
+const ETCD_PREFIX: &str = "locks/";
+
+/// Connects to `target` with the connection flags. A backend this lockctl was built
+/// without (its cargo feature off) is a usage error saying how to get it.
 pub async fn connect(target: &Target, flags: &Connection) -> Result<Arc<dyn Backend>, Failure> {
-    let failed = |what: &str, error: &dyn std::fmt::Display| {
-        Failure::new(Exit::Failed, format!("cannot {what}: {error}"))
-    };
     match target {
-        Target::Kube { namespace } => {
-            let options = KubeConfigOptions {
-                context: flags.context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            let config = match Kubeconfig::read() {
-                Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .map_err(|e| failed("read the kubeconfig", &e))?,
-                Err(_) => kube::Config::infer()
-                    .await
-                    .map_err(|e| failed("find a kubeconfig or in-cluster config", &e))?,
-            };
-            let namespace = namespace
-                .clone()
-                .unwrap_or_else(|| config.default_namespace.clone());
-            let client = lock_kube::nodelay_client(config)
-                .map_err(|e| failed("build a Kubernetes client", &e))?;
-            Ok(Arc::new(lock_kube::KubeBackend::new(client, &namespace)))
-        }
-        Target::Etcd { endpoint, prefix } => {
-            let mut options = ConnectOptions::new();
-            match (&flags.user, &flags.password) {
-                (Some(user), Some(password)) => options = options.with_user(user, password),
-                (None, None) => {}
-                _ => {
-                    return Err(Failure::new(
-                        Exit::Usage,
-                        "--user and --password (or LOCKCTL_PASSWORD) go together",
-                    ));
-                }
-            }
-            let scheme = if flags.ca.is_some() || flags.cert.is_some() {
-                let mut tls = TlsOptions::new();
-                if let Some(ca) = &flags.ca {
-                    let pem =
-                        std::fs::read(ca).map_err(|e| failed("read the CA certificate", &e))?;
-                    tls = tls.ca_certificate(Certificate::from_pem(pem));
-                }
-                if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
-                    let cert =
-                        std::fs::read(cert).map_err(|e| failed("read the certificate", &e))?;
-                    let key = std::fs::read(key).map_err(|e| failed("read the key", &e))?;
-                    tls = tls.identity(Identity::from_pem(cert, key));
-                }
-                options = options.with_tls(tls);
-                "https"
-            } else {
-                "http"
-            };
-            let client =
-                etcd_client::Client::connect([format!("{scheme}://{endpoint}")], Some(options))
-                    .await
-                    .map_err(|e| failed(&format!("connect to etcd at {endpoint}"), &e))?;
-            Ok(Arc::new(lock_etcd::EtcdBackend::with_prefix(
-                client, prefix,
-            )))
-        }
-        Target::Redis { url } => {
-            if flags.user.is_some() || flags.ca.is_some() || flags.cert.is_some() {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    "for Redis, put the user and password in the URL (redis://USER:PASSWORD@HOST:PORT) and use rediss:// for TLS",
-                ));
-            }
-            let backend = lock_redis::RedisBackend::connect(url).await?;
-            Ok(Arc::new(backend))
+        Target::Kube { namespace } => connect_kube(namespace.as_deref(), flags).await,
+        Target::Etcd { endpoint, prefix } => connect_etcd(endpoint, prefix, flags).await,
+        Target::Redis { url } => connect_redis(url, flags).await,
+    }
+}
+
+fn failed(what: &str, error: &dyn std::fmt::Display) -> Failure {
+    Failure::new(Exit::Failed, format!("cannot {what}: {error}"))
+}
+
+/// The error for a backend left out of this build.
+#[allow(dead_code)] // used only by builds without some backend
+fn not_built(feature: &str) -> Failure {
+    Failure::new(
+        Exit::Usage,
+        format!(
+            "this lockctl was built without the {feature} backend: \
+             install it with `cargo install lockctl --features {feature}`"
+        ),
+    )
+}
+
+#[cfg(not(feature = "kube"))]
+async fn connect_kube(_: Option<&str>, _: &Connection) -> Result<Arc<dyn Backend>, Failure> {
+    Err(not_built("kube"))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_: &str, _: &str, _: &Connection) -> Result<Arc<dyn Backend>, Failure> {
+    Err(not_built("etcd"))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_redis(_: &str, _: &Connection) -> Result<Arc<dyn Backend>, Failure> {
+    Err(not_built("redis"))
+}
+
+#[cfg(feature = "kube")]
+async fn connect_kube(
+    namespace: Option<&str>,
+    flags: &Connection,
+) -> Result<Arc<dyn Backend>, Failure> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions {
+        context: flags.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match Kubeconfig::read() {
+        Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| failed("read the kubeconfig", &e))?,
+        Err(_) => kube::Config::infer()
+            .await
+            .map_err(|e| failed("find a kubeconfig or in-cluster config", &e))?,
+    };
+    let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_owned);
+    let client = lock_kube::nodelay_client(config)
+        .map_err(|e| failed("build a Kubernetes client", &e))?;
+    Ok(Arc::new(lock_kube::KubeBackend::new(client, &namespace)))
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(
+    endpoint: &str,
+    prefix: &str,
+    flags: &Connection,
+) -> Result<Arc<dyn Backend>, Failure> {
+    use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+    let mut options = ConnectOptions::new();
+    match (&flags.user, &flags.password) {
+        (Some(user), Some(password)) => options = options.with_user(user, password),
+        (None, None) => {}
+        _ => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "--user and --password (or LOCKCTL_PASSWORD) go together",
+            ));
         }
     }
+    let scheme = if flags.ca.is_some() || flags.cert.is_some() {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &flags.ca {
+            let pem =
+                std::fs::read(ca).map_err(|e| failed("read the CA certificate", &e))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
+            let cert =
+                std::fs::read(cert).map_err(|e| failed("read the certificate", &e))?;
+            let key = std::fs::read(key).map_err(|e| failed("read the key", &e))?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(tls);
+        "https"
+    } else {
+        "http"
+    };
+    let client =
+        etcd_client::Client::connect([format!("{scheme}://{endpoint}")], Some(options))
+            .await
+            .map_err(|e| failed(&format!("connect to etcd at {endpoint}"), &e))?;
+    Ok(Arc::new(lock_etcd::EtcdBackend::with_prefix(
+        client, prefix,
+    )))
+}
+
+#[cfg(feature = "redis")]
+async fn connect_redis(url: &str, flags: &Connection) -> Result<Arc<dyn Backend>, Failure> {
+    if flags.user.is_some() || flags.ca.is_some() || flags.cert.is_some() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "for Redis, put the user and password in the URL (redis://USER:PASSWORD@HOST:PORT) and use rediss:// for TLS",
+        ));
+    }
+    let backend = lock_redis::RedisBackend::connect(url).await?;
+    Ok(Arc::new(backend))
 }
 
 #[cfg(test)]
@@ -176,7 +225,7 @@ mod tests {
             Target::parse("etcd://etcd"),
             Ok(Target::Etcd {
                 endpoint: "etcd:2379".into(),
-                prefix: lock_etcd::DEFAULT_PREFIX.into()
+                prefix: ETCD_PREFIX.into()
             })
         );
         assert_eq!(

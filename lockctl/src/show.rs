@@ -212,14 +212,11 @@ mod tests {
 
     fn info(renewed_ago: Option<u64>, expires_in: Option<u64>) -> LockInfo {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        LockInfo {
-            holder: "pod-a".into(),
-            token: Some(FencingToken::new(42)),
-            ttl: Duration::from_secs(15),
-            acquired_at: Some(now - Duration::from_secs(125)),
-            renewed_at: renewed_ago.map(|s| now - Duration::from_secs(s)),
-            expires_in: expires_in.map(Duration::from_secs),
-        }
+        LockInfo::new("pod-a", Duration::from_secs(15))
+            .with_token(Some(FencingToken::new(42)))
+            .with_acquired_at(Some(now - Duration::from_secs(125)))
+            .with_renewed_at(renewed_ago.map(|s| now - Duration::from_secs(s)))
+            .with_expires_in(expires_in.map(Duration::from_secs))
     }
 
     fn now() -> SystemTime {

@@ -1,5 +1,5 @@
 //! Checks of leader election: never two leaders under faults, a prompt hand-over on
-//! shutdown, and work cancelled on loss with the campaign resumed (DESIGN.md, Contracts:
+//! shutdown, and work cancelled on loss with the campaign resumed (docs/design.md, Contracts:
 //! "Leader election").
 
 use super::*;

@@ -1,6 +1,6 @@
 //! Checks of a held lock's guard: a release hands the lock to a waiter at once, a guard
 //! whose renewals fail reports the loss before anyone else can hold the lock, and
-//! releasing a lost guard fails without touching the new holder (DESIGN.md, Contracts:
+//! releasing a lost guard fails without touching the new holder (docs/design.md, Contracts:
 //! "Guard and self-fencing", "Release").
 
 use super::*;

@@ -1,6 +1,6 @@
 //! Checks of the lock itself: mutual exclusion, growing fencing tokens, taking a crashed
 //! holder's lock after its TTL, waiting and giving up without leaving anything held,
-//! reporting the holder, and rejecting bad names and timings (DESIGN.md, Contracts: "Lock
+//! reporting the holder, and rejecting bad names and timings (docs/design.md, Contracts: "Lock
 //! names and options", "Fencing tokens", "Waiting"; and the first of the "Rules every
 //! future and every published state keeps").
 

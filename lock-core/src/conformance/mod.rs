@@ -1,7 +1,7 @@
 //! The conformance suite: the definition of a backend.
 //!
 //! Every backend, the in-memory one included, must pass every `pub async fn` here. They
-//! check the contracts of the workspace's DESIGN.md through the public API, against
+//! check the contracts of the workspace's docs/design.md through the public API, against
 //! whatever server the backend talks to. Each uses fresh lock names, so one server can
 //! serve many tests, and panics with a message that names the broken contract.
 //!

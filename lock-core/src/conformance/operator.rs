@@ -1,6 +1,6 @@
 //! Checks of what an operator sees and does from outside the holder: freeing a named
 //! holder's lock, listing the locks under a prefix, breaking a lock (which fencing then
-//! enforces), and observing each change of holder (DESIGN.md, Contracts: "Release",
+//! enforces), and observing each change of holder (docs/design.md, Contracts: "Release",
 //! "Fenced writes").
 
 use super::*;

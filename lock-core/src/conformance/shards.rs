@@ -1,6 +1,6 @@
 //! Checks of elected shards: fair shares that never overlap as members join, leave and
 //! are cut off, and a cut-off member that never publishes a shard someone else owns
-//! (DESIGN.md, Contracts: "Elected shards"; and the second of the "Rules every future
+//! (docs/design.md, Contracts: "Elected shards"; and the second of the "Rules every future
 //! and every published state keeps").
 
 use super::*;
