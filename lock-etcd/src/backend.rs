@@ -89,9 +89,11 @@ impl EtcdBackend {
         expires_in: Option<Duration>,
     ) -> Result<LockInfo> {
         let record = Record::read(name.as_str(), kv)?;
-        Ok(LockInfo::new(record.holder, Duration::from_millis(record.ttl_ms))
-            .with_token(Some(token(kv)))
-            .with_expires_in(expires_in))
+        Ok(
+            LockInfo::new(record.holder, Duration::from_millis(record.ttl_ms))
+                .with_token(Some(token(kv)))
+                .with_expires_in(expires_in),
+        )
     }
 }
 

@@ -385,9 +385,9 @@ mod client;
 mod error;
 mod events;
 mod fenced;
+mod identity;
 mod known;
 mod record;
-mod identity;
 mod sharded;
 #[cfg(feature = "warm")]
 mod warm;

@@ -837,7 +837,11 @@ async fn a_created_lease_carries_the_backends_labels_and_owner() {
     let backend = KubeBackend::default_namespaced(client)
         .with_labels([("app.kubernetes.io/name", "my-controller")])
         .owned_by(reference.clone());
-    assert_eq!(backend.namespace(), kube.namespace(), "the client's default namespace");
+    assert_eq!(
+        backend.namespace(),
+        kube.namespace(),
+        "the client's default namespace"
+    );
     let name = unique_name("labelled-lease");
     let guard = lock(backend, &name, "replica-a")
         .acquire()

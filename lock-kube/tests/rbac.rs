@@ -21,7 +21,11 @@ const RBAC: &str = include_str!("../../examples/deploy/rbac.yaml");
 
 /// The guide's service account, Role and RoleBinding, renamed `name` and moved to the
 /// harness's namespace, with the Role's verbs filtered by `keep`.
-fn manifests(name: &str, namespace: &str, keep: impl Fn(&str) -> bool) -> (ServiceAccount, Role, RoleBinding) {
+fn manifests(
+    name: &str,
+    namespace: &str,
+    keep: impl Fn(&str) -> bool,
+) -> (ServiceAccount, Role, RoleBinding) {
     let documents: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(RBAC).expect("rbac.yaml is YAML");
     let of_kind = |kind: &str| {
@@ -31,10 +35,16 @@ fn manifests(name: &str, namespace: &str, keep: impl Fn(&str) -> bool) -> (Servi
             .cloned()
             .unwrap_or_else(|| panic!("rbac.yaml has a {kind}"))
     };
-    let mut account: ServiceAccount = serde_json::from_value(of_kind("ServiceAccount")).expect("a ServiceAccount");
+    let mut account: ServiceAccount =
+        serde_json::from_value(of_kind("ServiceAccount")).expect("a ServiceAccount");
     let mut role: Role = serde_json::from_value(of_kind("Role")).expect("a Role");
-    let mut binding: RoleBinding = serde_json::from_value(of_kind("RoleBinding")).expect("a RoleBinding");
-    for meta in [&mut account.metadata, &mut role.metadata, &mut binding.metadata] {
+    let mut binding: RoleBinding =
+        serde_json::from_value(of_kind("RoleBinding")).expect("a RoleBinding");
+    for meta in [
+        &mut account.metadata,
+        &mut role.metadata,
+        &mut binding.metadata,
+    ] {
         meta.name = Some(name.to_owned());
         meta.namespace = Some(namespace.to_owned());
     }
@@ -56,7 +66,10 @@ async fn as_service_account(kube: &Kube, keep: impl Fn(&str) -> bool) -> kube::C
     let name = unique_name("controller");
     let (account, role, binding) = manifests(&name, namespace, keep);
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
-    accounts.create(&PostParams::default(), &account).await.expect("create the ServiceAccount");
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("create the ServiceAccount");
     Api::<Role>::namespaced(admin.clone(), namespace)
         .create(&PostParams::default(), &role)
         .await
@@ -100,15 +113,25 @@ async fn a_lock_works_as_the_guides_service_account_with_exactly_its_verbs() {
     // Acquire (create), renew (update), release, wait on a watch for another's
     // release (get, list, watch), and list the locks.
     let first = lock(client.clone(), kube, &name, "replica-a");
-    let guard = first.acquire().await.expect("acquired with the guide's verbs");
+    let guard = first
+        .acquire()
+        .await
+        .expect("acquired with the guide's verbs");
     let first_token = guard.token();
     let second = lock(client.clone(), kube, &name, "replica-b");
-    let waiting = tokio::spawn(async move { second.acquire_timeout(Duration::from_secs(20)).await });
+    let waiting =
+        tokio::spawn(async move { second.acquire_timeout(Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_secs(2)).await; // past a renewal
     assert!(guard.is_valid(), "renewed with the guide's verbs");
     guard.release().await.expect("released");
-    let taken = waiting.await.expect("the waiter ran").expect("the waiter took it over");
-    assert!(taken.token() > first_token, "a new token for the new holder");
+    let taken = waiting
+        .await
+        .expect("the waiter ran")
+        .expect("the waiter took it over");
+    assert!(
+        taken.token() > first_token,
+        "a new token for the new holder"
+    );
     let listed = lock_core::Locks::new(KubeBackend::new(client, kube.namespace()))
         .list(&name)
         .await

@@ -136,8 +136,8 @@ async fn connect_kube(
             .map_err(|e| failed("find a kubeconfig or in-cluster config", &e))?,
     };
     let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_owned);
-    let client = lock_kube::nodelay_client(config)
-        .map_err(|e| failed("build a Kubernetes client", &e))?;
+    let client =
+        lock_kube::nodelay_client(config).map_err(|e| failed("build a Kubernetes client", &e))?;
     Ok(Arc::new(lock_kube::KubeBackend::new(client, &namespace)))
 }
 
@@ -162,13 +162,11 @@ async fn connect_etcd(
     let scheme = if flags.ca.is_some() || flags.cert.is_some() {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &flags.ca {
-            let pem =
-                std::fs::read(ca).map_err(|e| failed("read the CA certificate", &e))?;
+            let pem = std::fs::read(ca).map_err(|e| failed("read the CA certificate", &e))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
         if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
-            let cert =
-                std::fs::read(cert).map_err(|e| failed("read the certificate", &e))?;
+            let cert = std::fs::read(cert).map_err(|e| failed("read the certificate", &e))?;
             let key = std::fs::read(key).map_err(|e| failed("read the key", &e))?;
             tls = tls.identity(Identity::from_pem(cert, key));
         }
@@ -177,10 +175,9 @@ async fn connect_etcd(
     } else {
         "http"
     };
-    let client =
-        etcd_client::Client::connect([format!("{scheme}://{endpoint}")], Some(options))
-            .await
-            .map_err(|e| failed(&format!("connect to etcd at {endpoint}"), &e))?;
+    let client = etcd_client::Client::connect([format!("{scheme}://{endpoint}")], Some(options))
+        .await
+        .map_err(|e| failed(&format!("connect to etcd at {endpoint}"), &e))?;
     Ok(Arc::new(lock_etcd::EtcdBackend::with_prefix(
         client, prefix,
     )))
