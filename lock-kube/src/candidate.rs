@@ -317,7 +317,7 @@ impl Candidate {
     /// What `candidate` as seen needs: a renewal if pinged since its last renewal, if
     /// it does not say what we announce, or (`first` sight) always, as client-go does.
     fn due(&self, candidate: LeaseCandidate, first: bool) -> Due {
-        let spec = candidate.spec.clone().unwrap_or_default();
+        let spec = spec_of(&candidate);
         let pinged = match (&spec.ping_time, &spec.renew_time) {
             (Some(ping), Some(renew)) => ping.0 > renew.0,
             (Some(_), None) => true,
@@ -340,7 +340,7 @@ impl Candidate {
                 name: Some(self.identity.clone()),
                 ..ObjectMeta::default()
             },
-            spec: Some(LeaseCandidateSpec {
+            spec: spec_field(LeaseCandidateSpec {
                 renew_time: Some(record::now()),
                 ..self.spec.clone()
             }),
@@ -359,8 +359,8 @@ impl Candidate {
 
     /// Writes a new renewTime (and what we announce), guarded by the version seen.
     async fn renew(&self, mut candidate: LeaseCandidate) -> Result<LeaseCandidate> {
-        let previous = candidate.spec.take().unwrap_or_default();
-        candidate.spec = Some(LeaseCandidateSpec {
+        let previous = spec_of(&candidate);
+        candidate.spec = spec_field(LeaseCandidateSpec {
             renew_time: Some(record::now()),
             ping_time: previous.ping_time,
             ..self.spec.clone()
@@ -478,5 +478,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+}
+
+// `LeaseCandidate.spec` is optional in the API of Kubernetes 1.35 and before, and
+// required from 1.36 on: the same code for whichever API version the binary picks.
+k8s_openapi::k8s_if_le_1_35! {
+    /// The candidate's spec (empty if it has none).
+    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
+        candidate.spec.clone().unwrap_or_default()
+    }
+
+    /// `spec` as the candidate's `spec` field.
+    fn spec_field(spec: LeaseCandidateSpec) -> Option<LeaseCandidateSpec> {
+        Some(spec)
+    }
+}
+
+k8s_openapi::k8s_if_ge_1_36! {
+    /// The candidate's spec.
+    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
+        candidate.spec.clone()
+    }
+
+    /// `spec` as the candidate's `spec` field.
+    fn spec_field(spec: LeaseCandidateSpec) -> LeaseCandidateSpec {
+        spec
     }
 }

@@ -86,6 +86,7 @@ pub async fn connect(target: &Target, flags: &Connection) -> Result<Arc<dyn Back
     }
 }
 
+#[cfg(any(feature = "kube", feature = "etcd"))]
 fn failed(what: &str, error: &dyn std::fmt::Display) -> Failure {
     Failure::new(Exit::Failed, format!("cannot {what}: {error}"))
 }
