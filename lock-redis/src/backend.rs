@@ -66,8 +66,37 @@ impl RedisBackend {
         Self::from_client(client, DEFAULT_PREFIX).await
     }
 
+    /// Connects to a `rediss://` URL with these TLS certificates: the root (CA)
+    /// certificate to trust instead of the platform's, and a client certificate and key
+    /// for servers that ask for one (`tls-auth-clients yes`), all PEM. Keys under
+    /// [`DEFAULT_PREFIX`].
+    ///
+    /// ```no_run
+    /// use redis::TlsCertificates;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let certificates = TlsCertificates {
+    ///     client_tls: None,
+    ///     root_cert: Some(std::fs::read("ca.crt")?),
+    /// };
+    /// let backend =
+    ///     lock_redis::RedisBackend::connect_with_tls("rediss://cache:6380", certificates).await?;
+    /// # drop(backend); Ok(()) }
+    /// ```
+    #[cfg(feature = "tls-rustls")]
+    pub async fn connect_with_tls(url: &str, certificates: redis::TlsCertificates) -> Result<Self> {
+        let client = Client::build_with_tls(url, certificates)
+            .map_err(|e| lock_error(e, url, "set up TLS to Redis"))?;
+        Self::from_client(client, DEFAULT_PREFIX).await
+    }
+
     /// Uses `client`, with keys under `prefix`.
     pub async fn from_client(client: Client, prefix: &str) -> Result<Self> {
+        #[cfg(feature = "tls-rustls")]
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // rustls cannot pick a provider by itself when a binary has both: ours is ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let connection = client
             .get_connection_manager()
             .await

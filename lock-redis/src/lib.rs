@@ -16,8 +16,15 @@
 //! Every operation is one Lua script, atomic on the server: take (`SET … PX` with a new
 //! token), renew (compare and `PEXPIRE`), release (compare, `DEL` and `PUBLISH`). The
 //! keys of a lock share the hash tag `{name}`, so the scripts run on Redis Cluster. The
-//! connection is a `ConnectionManager`, which reconnects. `rediss://` URLs use TLS;
-//! user, password and database index go in the URL.
+//! connection is a `ConnectionManager`, which reconnects. User, password and database
+//! index go in the URL.
+//!
+//! # TLS
+//!
+//! `rediss://` URLs use TLS with the feature `tls-rustls` (the default: rustls, the
+//! platform's root certificates) or `tls-native-tls` (the platform's TLS library). For a
+//! server whose certificate a private CA signed, or that asks for a client certificate,
+//! give them to [`RedisBackend::connect_with_tls`] (`tls-rustls`).
 //!
 //! # Fencing tokens and durability
 //!

@@ -277,3 +277,57 @@ async fn a_fenced_delete_rejects_a_former_holder_and_keeps_it_from_recreating_th
         .expect("get the mark");
     assert_eq!(mark.parse::<u64>().ok(), Some(newer.get()));
 }
+
+/// `rediss://`: over Redis's own TLS, with a private CA given to `connect_with_tls`, a
+/// lock is taken, waited for (pub/sub over TLS too), handed over and fenced; without the
+/// CA the connection is refused with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_works_over_tls_with_a_private_ca() {
+    let redis = Redis::start_tls().await;
+    let certificates = || redis.tls_certificates().expect("a TLS Redis");
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+
+    let untrusted = RedisBackend::connect(&url).await;
+    let error = untrusted.expect_err("the private CA is not the platform's");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+
+    let name = unique_name("tls-lock");
+    let first = lock(
+        RedisBackend::connect_with_tls(&url, certificates())
+            .await
+            .expect("connect over TLS"),
+        &name,
+        "holder-a",
+    );
+    let second_backend = RedisBackend::connect_with_tls(&url, certificates())
+        .await
+        .expect("connect over TLS");
+    let mut connection = second_backend.connection();
+    let second = lock(second_backend, &name, "holder-b");
+    let guard = first.acquire().await.expect("acquired over TLS");
+    let waiting =
+        tokio::spawn(async move { second.acquire_timeout(Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = Instant::now();
+    let old = guard.token();
+    guard.release().await.expect("released");
+    let taken = waiting.await.expect("the waiter ran").expect("taken over");
+    assert!(
+        released.elapsed() < Duration::from_secs(2),
+        "woken by the release's notification, not a poll: {:?}",
+        released.elapsed()
+    );
+    let store = unique_name("tls-store");
+    fenced_set(&mut connection, &store, "new", taken.token())
+        .await
+        .expect("the holder's write");
+    assert!(matches!(
+        fenced_set(&mut connection, &store, "stale", old).await,
+        Err(Error::StaleToken { .. })
+    ));
+    taken.release().await.expect("released");
+}

@@ -54,15 +54,17 @@ pub struct Connection {
     #[arg(long, env = "LOCKCTL_PASSWORD", global = true, hide_env_values = true)]
     pub password: Option<String>,
 
-    /// etcd: a CA certificate (PEM) to verify the server with; turns TLS on.
+    /// etcd, and Redis over rediss://: a CA certificate (PEM) to verify the server with
+    /// (for etcd it turns TLS on).
     #[arg(long, global = true)]
     pub ca: Option<PathBuf>,
 
-    /// etcd: a client certificate (PEM) for mutual TLS, with --key.
+    /// etcd, and Redis over rediss://: a client certificate (PEM) for mutual TLS, with
+    /// --key.
     #[arg(long, global = true, requires = "key")]
     pub cert: Option<PathBuf>,
 
-    /// etcd: the client certificate's private key (PEM).
+    /// etcd, and Redis over rediss://: the client certificate's private key (PEM).
     #[arg(long, global = true, requires = "cert")]
     pub key: Option<PathBuf>,
 

@@ -186,14 +186,49 @@ async fn connect_etcd(
 
 #[cfg(feature = "redis")]
 async fn connect_redis(url: &str, flags: &Connection) -> Result<Arc<dyn Backend>, Failure> {
-    if flags.user.is_some() || flags.ca.is_some() || flags.cert.is_some() {
+    if flags.user.is_some() {
         return Err(Failure::new(
             Exit::Usage,
-            "for Redis, put the user and password in the URL (redis://USER:PASSWORD@HOST:PORT) and use rediss:// for TLS",
+            "for Redis, put the user and password in the URL (redis://USER:PASSWORD@HOST:PORT)",
         ));
     }
-    let backend = lock_redis::RedisBackend::connect(url).await?;
-    Ok(Arc::new(backend))
+    if flags.ca.is_none() && flags.cert.is_none() {
+        return Ok(Arc::new(lock_redis::RedisBackend::connect(url).await?));
+    }
+    if !url.starts_with("rediss://") {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--ca, --cert and --key are for TLS: use a rediss:// URL",
+        ));
+    }
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|e| {
+            Failure::new(
+                Exit::Failed,
+                format!("cannot read the {what} {}: {e}", path.display()),
+            )
+        })
+    };
+    let root_cert = flags
+        .ca
+        .as_deref()
+        .map(|ca| read(ca, "CA certificate"))
+        .transpose()?;
+    let client_tls = match (&flags.cert, &flags.key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert, "certificate")?,
+            client_key: read(key, "key")?,
+        }),
+        (None, None) => None,
+        _ => return Err(Failure::new(Exit::Usage, "--cert and --key go together")),
+    };
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    Ok(Arc::new(
+        lock_redis::RedisBackend::connect_with_tls(url, certificates).await?,
+    ))
 }
 
 #[cfg(test)]

@@ -422,6 +422,54 @@ async fn every_subcommand_on_redis() {
     .await;
 }
 
+/// `rediss://` with `--ca`: every subcommand over Redis's TLS with a private CA; without
+/// the CA the connection is refused (exit 1), and a TLS flag on a plain URL is a usage
+/// error (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_on_redis_over_tls() {
+    let redis = Redis::start_tls().await;
+    let ca = redis.ca().expect("a TLS Redis").display().to_string();
+    let lockctl = |url: &str, flags: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lockctl"));
+        command
+            .args(["--backend", url])
+            .args(flags)
+            .args(["status", "anything"])
+            .stdin(Stdio::null());
+        command
+    };
+    let without_ca = ran(lockctl(&redis.url(), &[])).await;
+    assert_eq!(without_ca.code, 1, "{}", without_ca.stdout);
+    let plain_url = redis.url().replacen("rediss://", "redis://", 1);
+    let plain_with_ca = ran(lockctl(&plain_url, &["--ca", &ca])).await;
+    assert_eq!(plain_with_ca.code, 2, "{}", plain_with_ca.stderr);
+    assert!(
+        plain_with_ca.stderr.contains("rediss://"),
+        "{}",
+        plain_with_ca.stderr
+    );
+
+    let certificates = redis.tls_certificates().expect("a TLS Redis");
+    let backend = lock_redis::RedisBackend::connect_with_tls(&redis.url(), certificates)
+        .await
+        .expect("connect over TLS");
+    let connection = backend.connection();
+    let store = unique_name("ctl-tls-store");
+    every_subcommand(Setup {
+        url: redis.url(),
+        flags: vec!["--ca".to_owned(), ca],
+        env: Vec::new(),
+        backend: Arc::new(backend),
+        fenced: Box::new(move |token, value| {
+            let (mut connection, store) = (connection.clone(), store.clone());
+            Box::pin(
+                async move { lock_redis::fenced_set(&mut connection, &store, value, token).await },
+            )
+        }),
+    })
+    .await;
+}
+
 /// On etcd, `fenced_txn` is guarded by the lock's own record: the broken holder's write
 /// fails at once, before anyone else has written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
 //! Redis from Debian's `redis-server`, on loopback.
 
-use std::ffi::OsString;
+use std::{ffi::OsString, path::PathBuf};
 
-use crate::process::{Served, Server, free_port, program};
+use crate::{
+    certificates::Certificates,
+    process::{Served, Server, free_port, program},
+};
 
 /// A connection to a Redis server (or a proxy in front of one) on `127.0.0.1:port`,
 /// without a response timeout of the client's own: each test bounds the requests it
@@ -34,6 +37,8 @@ pub enum Persistence {
 pub struct Redis {
     server: Server,
     port: u16,
+    /// TLS only (`rediss://`), with a CA of its own.
+    tls: Option<Certificates>,
 }
 
 impl Redis {
@@ -50,14 +55,44 @@ impl Redis {
 
     /// Starts Redis with the given persistence and waits until it answers.
     pub async fn start_with(persistence: Persistence) -> Self {
+        Self::start_serving(persistence, false).await
+    }
+
+    /// Starts Redis serving TLS only (`rediss://`, Redis 7's built-in TLS), with a
+    /// serving certificate for 127.0.0.1 from a CA of its own ([`ca`](Redis::ca));
+    /// clients need no certificate of their own.
+    pub async fn start_tls() -> Self {
+        Self::start_serving(Persistence::None, true).await
+    }
+
+    async fn start_serving(persistence: Persistence, tls: bool) -> Self {
         let redis_server = program("redis-server", "apt-get install redis-server");
         let dir = Server::make_dir("redis");
         let port = free_port();
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
+        let certificates = tls.then(|| Certificates::make(&dir, "client"));
+        let listen: Vec<String> = match &certificates {
+            None => vec!["--port".into(), port.to_string()],
+            Some(certificates) => {
+                let file = |name: &str| certificates.file(name).display().to_string();
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    file("server.crt"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }
+        };
+        let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into()];
+        args.extend(listen);
+        args.extend([
             "--dir".into(),
             dir.display().to_string(),
             "--save".into(),
@@ -66,7 +101,7 @@ impl Redis {
             "no".into(),
             "--protected-mode".into(),
             "no".into(),
-        ];
+        ]);
         match persistence {
             Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
             Persistence::AppendOnly => args.extend([
@@ -80,14 +115,38 @@ impl Redis {
         let redis = Self {
             server: Server::spawn("redis", redis_server, args, dir),
             port,
+            tls: certificates,
         };
         redis.wait_until_ready().await;
         redis
     }
 
-    /// The URL, `redis://127.0.0.1:PORT`.
+    /// The URL, `redis://127.0.0.1:PORT` (`rediss://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate (PEM) a TLS Redis's serving certificate is signed by.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.tls
+            .as_ref()
+            .map(|certificates| certificates.file("ca.crt"))
+    }
+
+    /// The TLS certificates a client of a TLS Redis needs (its CA), for
+    /// `redis::Client::build_with_tls`.
+    pub fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        self.tls
+            .as_ref()
+            .map(|certificates| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(certificates.read("ca.crt")),
+            })
     }
 
     /// The port.
@@ -95,10 +154,13 @@ impl Redis {
         self.port
     }
 
-    /// A client for this server.
+    /// A client for this server (trusting its CA when it serves TLS).
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url())
-            .unwrap_or_else(|error| panic!("bad Redis URL {}: {error}", self.url()))
+        let client = match self.tls_certificates() {
+            None => redis::Client::open(self.url()),
+            Some(certificates) => redis::Client::build_with_tls(self.url(), certificates),
+        };
+        client.unwrap_or_else(|error| panic!("bad Redis URL {}: {error}", self.url()))
     }
 
     /// A connection to this server (see [`connect_redis`]).
@@ -111,10 +173,7 @@ impl Redis {
 /// (and, with [`Persistence::AppendOnly`], every acknowledged write).
 impl Served for Redis {
     async fn answers(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
-            return false;
-        };
-        let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        let Ok(mut connection) = self.client().get_multiplexed_async_connection().await else {
             return false;
         };
         // Ready, and ours: it works in our folder.
