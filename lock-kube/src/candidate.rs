@@ -451,6 +451,32 @@ impl Candidate {
     }
 }
 
+// `LeaseCandidate.spec` is optional in the API of Kubernetes 1.35 and before, and
+// required from 1.36 on: the same code for whichever API version the binary picks.
+k8s_openapi::k8s_if_le_1_35! {
+    /// The candidate's spec (empty if it has none).
+    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
+        candidate.spec.clone().unwrap_or_default()
+    }
+
+    /// `spec` as the candidate's `spec` field.
+    fn spec_field(spec: LeaseCandidateSpec) -> Option<LeaseCandidateSpec> {
+        Some(spec)
+    }
+}
+
+k8s_openapi::k8s_if_ge_1_36! {
+    /// The candidate's spec.
+    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
+        candidate.spec.clone()
+    }
+
+    /// `spec` as the candidate's `spec` field.
+    fn spec_field(spec: LeaseCandidateSpec) -> LeaseCandidateSpec {
+        spec
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_version;
@@ -478,31 +504,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-}
-
-// `LeaseCandidate.spec` is optional in the API of Kubernetes 1.35 and before, and
-// required from 1.36 on: the same code for whichever API version the binary picks.
-k8s_openapi::k8s_if_le_1_35! {
-    /// The candidate's spec (empty if it has none).
-    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
-        candidate.spec.clone().unwrap_or_default()
-    }
-
-    /// `spec` as the candidate's `spec` field.
-    fn spec_field(spec: LeaseCandidateSpec) -> Option<LeaseCandidateSpec> {
-        Some(spec)
-    }
-}
-
-k8s_openapi::k8s_if_ge_1_36! {
-    /// The candidate's spec.
-    fn spec_of(candidate: &LeaseCandidate) -> LeaseCandidateSpec {
-        candidate.spec.clone()
-    }
-
-    /// `spec` as the candidate's `spec` field.
-    fn spec_field(spec: LeaseCandidateSpec) -> LeaseCandidateSpec {
-        spec
     }
 }
