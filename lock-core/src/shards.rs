@@ -764,8 +764,10 @@ impl ShardWork {
         self.validity.token()
     }
 
-    /// The validity of this member's hold on the shard: bound a write that fencing
-    /// cannot protect (or any wait) by its [`valid_until`](Validity::valid_until).
+    /// The validity of this member's hold on the shard. Check it before sending a write
+    /// that fencing cannot protect, with a margin for the request's own time: a request
+    /// already sent may still reach the server after `valid_until`, which cancelling its
+    /// future does not prevent (fenced writes make that harmless).
     pub fn validity(&self) -> &Validity {
         &self.validity
     }

@@ -11,7 +11,7 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
-use lock_core::ElectedShards;
+use lock_core::{ElectedShards, ShardWork};
 use serde::de::DeserializeOwned;
 
 /// The shard label's key under `prefix`: `<prefix>/shard`.
@@ -241,7 +241,8 @@ pub enum ShardField {
     /// `metadata.uid`: every object on its own, spread evenly.
     Uid,
     /// `metadata.namespace`: a namespace's objects together (cluster-scoped objects,
-    /// which have none, are on no shard).
+    /// which have none, all on the shard of the empty string, as the apiserver hashes
+    /// them).
     Namespace,
 }
 
@@ -255,17 +256,22 @@ impl ShardField {
     }
 
     /// The server-side shard among `shards` of `object`: the range its field's hash is
-    /// in. `None` when the object has no such field (no uid yet, or no namespace).
-    ///
-    /// Use it to find the shard whose token a reconcile's writes carry:
-    /// `shards.work_on_shard(ShardField::Uid.shard_of(&object, n)?)`.
+    /// in. `None` for an object without a uid (one not created yet).
     pub fn shard_of<K: Resource>(self, object: &K, shards: u32) -> Option<u32> {
         let meta = object.meta();
         let value = match self {
-            Self::Uid => meta.uid.as_deref(),
-            Self::Namespace => meta.namespace.as_deref(),
+            Self::Uid => meta.uid.as_deref()?,
+            // The apiserver hashes a missing namespace as the empty string.
+            Self::Namespace => meta.namespace.as_deref().unwrap_or_default(),
         };
-        value.map(|value| hash_range_of(value, shards))
+        Some(hash_range_of(value, shards))
+    }
+
+    /// Starts work on `object`'s server-side shard if this member owns it now (see
+    /// [`ElectedShards::work_on`]): what a reconcile over [`server_shard_watch`] calls,
+    /// rather than `work_on(&shard_key(..))`, whose shards are label mode's.
+    pub fn work_on<K: Resource>(self, shards: &ElectedShards, object: &K) -> Option<ShardWork> {
+        shards.work_on_shard(self.shard_of(object, shards.shards())?)
     }
 }
 
@@ -360,9 +366,9 @@ pub async fn shard_selector_supported<K: Resource + Clone>(
                     error,
                 )
             })?;
-    Ok(listed
-        .pointer("/metadata/shardInfo/selector")
-        .is_some_and(|echoed| echoed.as_str() == Some(selector.as_str())))
+    // Present only when the server applied a selector (it echoes it, possibly in a
+    // normalised form).
+    Ok(listed.pointer("/metadata/shardInfo").is_some())
 }
 
 /// The watch of a member's own objects, server-side mode: the objects of the `Api`
@@ -376,11 +382,19 @@ pub async fn shard_selector_supported<K: Resource + Clone>(
 /// Before each start it asks the server whether it applies shard selectors
 /// ([`shard_selector_supported`]); a server that does not (the feature is alpha in
 /// 1.36 and off by default) gets an unrestricted watch that this stream filters on the
-/// client (filter mode: it still lists, watches and caches every object), logged as a
-/// warning. The probe failing counts as not supported.
+/// client (it still lists and receives every object; only its own reach the stream),
+/// logged as a warning. A probe that fails or takes over 10 s is tried again with
+/// backoff, not taken for "no". Events of other shards' objects are dropped on the
+/// client in either case, so a server that stops applying the selector cannot fill the
+/// cache with them. Each list's objects are announced again after its `InitDone`, as
+/// [`shard_watch`]'s are.
 ///
 /// `api` is given a client that adds the selector to every request it sends, so build
 /// the `Api` with it and nothing else: for example `|client| Api::namespaced(client, "default")`.
+///
+/// Reconcile through [`ShardField::work_on`] (the server-side shard of the object, with
+/// its token), not `ElectedShards::work_on(&shard_key(..))`, whose shards are label
+/// mode's: an object would then wait on a shard this member may not own.
 ///
 /// ```no_run
 /// use futures::StreamExt;
@@ -424,10 +438,30 @@ where
                 return nothing_to_watch();
             }
             let plain = api(client.clone());
-            if shard_selector_supported(&plain).await.unwrap_or(false) {
-                let selector = shard_selector(field, &owned, count);
+            let applied = probe_until_answered(&plain).await;
+            let selector = shard_selector(field, &owned, count);
+            // Filtered here too, even when the server filters: a server that stops
+            // applying the selector (another apiserver, a rollback) cannot fill the cache
+            // with others' objects. One hash per event.
+            let mine = move |event: &watcher::Result<watcher::Event<K>>| {
+                let of_ours = |object: &K| {
+                    field
+                        .shard_of(object, count)
+                        .is_some_and(|shard| owned.contains(&shard))
+                };
+                std::future::ready(match event {
+                    Ok(
+                        watcher::Event::Apply(object)
+                        | watcher::Event::InitApply(object)
+                        | watcher::Event::Delete(object),
+                    ) => of_ours(object),
+                    _ => true,
+                })
+            };
+            if applied {
                 return watcher(api(selecting(client, selector)), config)
                     .default_backoff()
+                    .filter(mine)
                     .boxed();
             }
             tracing::warn!(
@@ -436,25 +470,35 @@ where
             );
             watcher(plain, config)
                 .default_backoff()
-                .filter(move |event| {
-                    let mine = |object: &K| {
-                        field
-                            .shard_of(object, count)
-                            .is_some_and(|shard| owned.contains(&shard))
-                    };
-                    std::future::ready(match event {
-                        Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                            mine(object)
-                        }
-                        // A delete of an object never seen is a no-op for a reflector.
-                        _ => true,
-                    })
-                })
+                .filter(mine)
                 .boxed()
         }
     });
     announced_after_init(switch(watches))
 }
+
+/// Whether the server applies shard selectors, asked until it answers: a failed or
+/// timed-out probe (an apiserver restarting, say) is tried again with backoff rather
+/// than taken for "no", which would watch every object.
+async fn probe_until_answered<K: Resource + Clone>(api: &Api<K>) -> bool {
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout(PROBE_TIMEOUT, shard_selector_supported(api)).await {
+            Ok(Ok(applied)) => return applied,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "probing the apiserver for shard selectors; trying again");
+            }
+            Err(_) => {
+                tracing::warn!("probing the apiserver for shard selectors timed out; trying again")
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
+/// How long a probe for shard selectors may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An empty list and no events, so that a reflector's cache empties.
 fn nothing_to_watch<K: Send + 'static>()

@@ -45,6 +45,19 @@ struct Reconciled {
     value: String,
     began: Instant,
     acknowledged: Option<Instant>,
+    /// When the server answered the write, success or not (`None`: abandoned at the
+    /// shard's validity, or dropped with a killed member).
+    answered: Option<Instant>,
+    /// When the shard's validity ended, as the write was sent: a write never answered may
+    /// have acted until then (no other member may take the shard before).
+    deadline: Instant,
+}
+
+impl Reconciled {
+    /// Until when this reconcile may have been acting on the object.
+    fn end(&self) -> Instant {
+        self.answered.unwrap_or(self.deadline)
+    }
 }
 
 type History = Arc<Mutex<Vec<Reconciled>>>;
@@ -200,14 +213,21 @@ async fn reconcile(
             value,
             began,
             acknowledged: None,
+            answered: None,
+            deadline,
         });
         history.len() - 1
     };
     let write = fenced_patch(maps, &name, work.token(), &patch);
-    let written = matches!(tokio::time::timeout_at(deadline, write).await, Ok(Ok(_)));
-    if written {
-        history.lock().unwrap_or_else(PoisonError::into_inner)[sent].acknowledged =
-            Some(Instant::now());
+    let outcome = tokio::time::timeout_at(deadline, write).await;
+    let written = matches!(outcome, Ok(Ok(_)));
+    if let Ok(answer) = &outcome {
+        let now = Instant::now();
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        history[sent].answered = Some(now);
+        if answer.is_ok() {
+            history[sent].acknowledged = Some(now);
+        }
     }
     if written {
         return Ok(());
@@ -512,9 +532,13 @@ async fn members_joining_leaving_killed_and_cut_off_never_reconcile_an_object_at
     // that was cut off and reaching the server when the cut healed).
     for map in &objects {
         let name = map.metadata.name.clone().expect("a name");
-        let Some(value) = changed.get(&name) else {
+        if !changed.contains_key(&name) {
             continue;
-        };
+        }
+        // The value the object ended with (the churn's last patch may have landed as it
+        // was stopped, after `changed` was last written).
+        let data = map.data.clone().unwrap_or_default();
+        let value = &data["value"];
         let token = recorded_token(map, &name).expect("a well-formed token");
         let of_it: Vec<&Reconciled> = history.iter().filter(|r| r.object == name).collect();
         assert!(
@@ -526,9 +550,12 @@ async fn members_joining_leaving_killed_and_cut_off_never_reconcile_an_object_at
             map.data
         );
     }
-    // No object was reconciled by two members at overlapping times.
+    // No object was reconciled by two members at overlapping times: each reconcile's
+    // time runs from its start to its acknowledgement, or, for a write never
+    // acknowledged (abandoned, failed, or dropped with a killed member), to the end of
+    // its shard's validity.
     let mut by_object: BTreeMap<&str, Vec<&Reconciled>> = BTreeMap::new();
-    for reconciled in history.iter().filter(|r| r.acknowledged.is_some()) {
+    for reconciled in &history {
         by_object
             .entry(&reconciled.object)
             .or_default()
@@ -537,8 +564,7 @@ async fn members_joining_leaving_killed_and_cut_off_never_reconcile_an_object_at
     for (object, reconciles) in by_object {
         for (i, first) in reconciles.iter().enumerate() {
             for second in &reconciles[i + 1..] {
-                let overlap = Some(first.began) < second.acknowledged
-                    && Some(second.began) < first.acknowledged;
+                let overlap = first.began < second.end() && second.began < first.end();
                 assert!(
                     first.member == second.member || !overlap,
                     "{object} reconciled at once by {first:?} and {second:?}"

@@ -314,32 +314,40 @@ async fn server_side_members_cache_only_their_hash_ranges_filtered_by_the_server
             .collect()
     };
     if supported {
-        // The server's own answer to one shard's selector is that shard's objects.
-        let one = BTreeSet::from([1]);
-        let path = format!(
-            "{}?labelSelector=lock-test%3D{run}&shardSelector={}",
-            maps.resource_url(),
-            form_urlencoded::byte_serialize(
-                shard_selector(ShardField::Uid, &one, SHARDS).as_bytes()
-            )
-            .collect::<String>()
-        );
-        let listed: kube::core::ObjectList<ConfigMap> = kube
-            .admin()
-            .await
-            .request(
-                http::Request::get(path)
-                    .body(Vec::new())
-                    .expect("a request"),
-            )
-            .await
-            .expect("a sharded list");
-        let names: BTreeSet<String> = listed
-            .items
-            .iter()
-            .filter_map(|map| map.metadata.name.clone())
-            .collect();
-        assert_eq!(names, objects_of(&one), "the server filters by hash range");
+        // The server's own answer to a selector is exactly those shards' objects: one
+        // shard, two runs joined by `||`, and the last shard (up to 2^64).
+        for owned in [
+            BTreeSet::from([1]),
+            BTreeSet::from([0, 3]),
+            BTreeSet::from([3]),
+        ] {
+            let selector = shard_selector(ShardField::Uid, &owned, SHARDS);
+            let path = format!(
+                "{}?labelSelector=lock-test%3D{run}&shardSelector={}",
+                maps.resource_url(),
+                form_urlencoded::byte_serialize(selector.as_bytes()).collect::<String>()
+            );
+            let listed: kube::core::ObjectList<ConfigMap> = kube
+                .admin()
+                .await
+                .request(
+                    http::Request::get(path)
+                        .body(Vec::new())
+                        .expect("a request"),
+                )
+                .await
+                .expect("a sharded list");
+            let names: BTreeSet<String> = listed
+                .items
+                .iter()
+                .filter_map(|map| map.metadata.name.clone())
+                .collect();
+            assert_eq!(
+                names,
+                objects_of(&owned),
+                "the server filters by {selector}"
+            );
+        }
     }
     let config = watcher::Config::default().labels(&format!("lock-test={run}"));
     let a = Member::start(kube, &group, "member-a", &config, Mode::ServerSide).await;
@@ -362,4 +370,42 @@ fn a_shard_selector_covers_the_hash_space_in_runs_of_owned_shards() {
         shard_selector(ShardField::Uid, &BTreeSet::new(), SHARDS),
         ""
     );
+}
+
+#[test]
+fn the_hash_ranges_split_the_hash_space_exactly() {
+    // Every range holds values (uid-like ones: random hex, as the server hashes)...
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let uids: Vec<String> = (0..2_000)
+        .map(|_| format!("{:016x}-{:016x}", random(), random()))
+        .collect();
+    for shards in [1, 3, 4, 7, 16] {
+        let seen: BTreeSet<u32> = uids
+            .iter()
+            .map(|uid| lock_kube::hash_range_of(uid, shards))
+            .collect();
+        assert_eq!(
+            seen,
+            (0..shards).collect(),
+            "every range is used ({shards} shards)"
+        );
+    }
+    // ...and the selectors of the shards one by one tile the space: each one's end is
+    // the next one's start.
+    let selectors: Vec<String> = (0..7)
+        .map(|shard| shard_selector(ShardField::Uid, &BTreeSet::from([shard]), 7))
+        .collect();
+    for pair in selectors.windows(2) {
+        let end_of_first = pair[0].rsplit('\'').nth(1).expect("an end");
+        let start_of_second = pair[1].split('\'').nth(1).expect("a start");
+        assert_eq!(end_of_first, start_of_second);
+    }
 }

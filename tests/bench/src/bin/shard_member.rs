@@ -113,7 +113,7 @@ async fn main() {
     };
     let work_on = move |shards: &ElectedShards, map: &ConfigMap| -> Option<ShardWork> {
         if mode == "server" {
-            shards.work_on_shard(ShardField::Uid.shard_of(map, SHARDS)?)
+            ShardField::Uid.work_on(shards, map)
         } else {
             shards.work_on(&shard_key(map))
         }
