@@ -208,7 +208,10 @@ impl KubeBackend {
 
     /// Gives the Leases this backend creates these labels (for example the
     /// controller's name, `app.kubernetes.io/name`), to find them with a selector. A
-    /// Lease that exists already keeps its own.
+    /// Lease that exists already keeps its own; a coordinated backend creates none.
+    /// Clones of a backend share this setting (set it before making locks): it applies
+    /// to every Lease any of them creates from then on, and labels given again add to
+    /// those given before.
     ///
     /// ```no_run
     /// # fn run(client: kube::Client) {
@@ -216,7 +219,6 @@ impl KubeBackend {
     ///     .with_labels([("app.kubernetes.io/name", "my-controller")]);
     /// # drop(backend); }
     /// ```
-    #[must_use]
     pub fn with_labels<K: Into<String>, V: Into<String>>(
         self,
         labels: impl IntoIterator<Item = (K, V)>,
@@ -232,7 +234,11 @@ impl KubeBackend {
 
     /// Makes the Leases this backend creates owned by `owner` (for example the
     /// controller's Deployment), so that Kubernetes' garbage collector deletes them with
-    /// it. A Lease that exists already keeps its own owners.
+    /// it. A Lease that exists already keeps its own owners; clones share this setting,
+    /// as [`with_labels`](KubeBackend::with_labels)'. Reading the owner needs its own
+    /// RBAC (`get` on `deployments.apps`), and clusters that enforce owner-reference
+    /// permissions (the `OwnerReferencesPermissionEnforcement` admission plugin) also
+    /// want `delete` on `leases`.
     ///
     /// ```no_run
     /// use k8s_openapi::api::apps::v1::Deployment;
@@ -246,7 +252,6 @@ impl KubeBackend {
     ///     .owned_by(deployment.owner_ref(&()).ok_or("the Deployment has no uid")?);
     /// # drop(backend); Ok(()) }
     /// ```
-    #[must_use]
     pub fn owned_by(self, owner: OwnerReference) -> Self {
         self.inner
             .created

@@ -31,11 +31,16 @@ pub fn nodelay_client(config: kube::Config) -> Result<kube::Client, kube::Error>
     // TLS by the feature chosen, rustls first, as kube's own client picks.
     #[cfg(any(feature = "rustls-tls", feature = "aws-lc-rs"))]
     {
-        #[cfg(feature = "aws-lc-rs")]
+        // With both providers built in (another crate may turn on the other), rustls
+        // cannot pick one by itself: the one of the feature chosen, as kube's own client
+        // does for aws-lc-rs, unless the binary installed one first. This sets rustls'
+        // process-wide default.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // As kube's own client does: with both providers built in, rustls cannot
-            // pick one by itself.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            #[cfg(feature = "aws-lc-rs")]
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            #[cfg(not(feature = "aws-lc-rs"))]
+            let provider = rustls::crypto::ring::default_provider();
+            let _ = provider.install_default();
         }
         let https = config.rustls_https_connector_with_connector(connector)?;
         stack(config, https)

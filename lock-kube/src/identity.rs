@@ -1,10 +1,11 @@
 //! The identity a replica holds its Leases under, when the user names none.
 
-/// The identity client-go and controller-runtime users expect: the pod's name from
-/// `POD_NAME` (set it from the downward API, `fieldRef: metadata.name`) when it is set
-/// and not empty, else this host's name with a random suffix (`<hostname>-<8 hex
-/// digits>`), so that two processes on one host never share an identity. Each call
-/// without `POD_NAME` gives a new suffix: call it once per process.
+/// A replica's identity, as Kubernetes controllers usually name theirs: the pod's name
+/// from `POD_NAME` (set it from the downward API, `fieldRef: metadata.name`) when it is
+/// set and not empty, else this host's name with a random suffix (`<hostname>-<8 hex
+/// digits>`, as controller-runtime's `<hostname>_<uuid>`), so that two processes on one
+/// host never share an identity. Each call without `POD_NAME` gives a new suffix: call
+/// it once per process.
 ///
 /// ```
 /// let identity = lock_kube::default_identity();

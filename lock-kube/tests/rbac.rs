@@ -94,7 +94,12 @@ async fn as_service_account(kube: &Kube, keep: impl Fn(&str) -> bool) -> kube::C
         .expect("the token")
         .token;
     let mut config = kube.config(false).await;
-    config.auth_info.token = Some(SecretString::from(token));
+    // Only the token: a kubeconfig's client certificate or exec plugin would authenticate
+    // as its own user first.
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(SecretString::from(token)),
+        ..kube::config::AuthInfo::default()
+    };
     nodelay_client(config).expect("a client")
 }
 

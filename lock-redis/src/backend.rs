@@ -94,7 +94,8 @@ impl RedisBackend {
     pub async fn from_client(client: Client, prefix: &str) -> Result<Self> {
         #[cfg(feature = "tls-rustls")]
         if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // rustls cannot pick a provider by itself when a binary has both: ours is ring.
+            // rustls cannot pick a provider by itself when a binary has both: ours is ring,
+            // set as rustls' process-wide default unless the binary installed one first.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let connection = client

@@ -32,8 +32,15 @@ Backends are cargo features (kube, etcd, redis; all by default): a lockctl built
 pub struct Cli {
     /// Where the locks live: kube://NAMESPACE (the usual kubeconfig; empty for its
     /// namespace), etcd://HOST:PORT/PREFIX, redis://USER:PASSWORD@HOST:PORT/DB (user,
-    /// password and DB optional) or rediss://... for TLS
-    #[arg(short, long, env = "LOCKCTL_BACKEND", global = true)]
+    /// password and DB optional) or rediss://... for TLS (its value is never shown in
+    /// this help, since it may hold a password)
+    #[arg(
+        short,
+        long,
+        env = "LOCKCTL_BACKEND",
+        global = true,
+        hide_env_values = true
+    )]
     pub backend: Option<String>,
 
     #[command(flatten)]
