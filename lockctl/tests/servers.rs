@@ -422,9 +422,10 @@ async fn every_subcommand_on_redis() {
     .await;
 }
 
-/// `rediss://` with `--ca`: every subcommand over Redis's TLS with a private CA; without
-/// the CA the connection is refused (exit 1), and a TLS flag on a plain URL is a usage
-/// error (exit 2).
+/// `rediss://` with `--ca`: every subcommand over Redis's TLS with a private CA; a TLS
+/// flag on a plain URL is a usage error (exit 2). (That the server's certificate is
+/// refused without the CA is lock-redis's test: here it would cost the seconds redis'
+/// connection manager spends trying again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_on_redis_over_tls() {
     let redis = Redis::start_tls().await;
@@ -438,8 +439,6 @@ async fn every_subcommand_on_redis_over_tls() {
             .stdin(Stdio::null());
         command
     };
-    let without_ca = ran(lockctl(&redis.url(), &[])).await;
-    assert_eq!(without_ca.code, 1, "{}", without_ca.stdout);
     let plain_url = redis.url().replacen("rediss://", "redis://", 1);
     let plain_with_ca = ran(lockctl(&plain_url, &["--ca", &ca])).await;
     assert_eq!(plain_with_ca.code, 2, "{}", plain_with_ca.stderr);
