@@ -405,11 +405,16 @@ async fn every_subcommand_on_redis() {
     let backend = lock_redis::RedisBackend::connect(&redis.url())
         .await
         .expect("connect");
+    every_subcommand(on_redis(redis.url(), Vec::new(), backend)).await;
+}
+
+/// lockctl on a Redis at `url` with `flags`; the fenced store is a key of it.
+fn on_redis(url: String, flags: Vec<String>, backend: lock_redis::RedisBackend) -> Setup {
     let connection = backend.connection();
     let store = unique_name("ctl-store");
-    every_subcommand(Setup {
-        url: redis.url(),
-        flags: Vec::new(),
+    Setup {
+        url,
+        flags,
         env: Vec::new(),
         backend: Arc::new(backend),
         fenced: Box::new(move |token, value| {
@@ -418,8 +423,7 @@ async fn every_subcommand_on_redis() {
                 async move { lock_redis::fenced_set(&mut connection, &store, value, token).await },
             )
         }),
-    })
-    .await;
+    }
 }
 
 /// `rediss://` with `--ca`: every subcommand over Redis's TLS with a private CA; a TLS
@@ -452,21 +456,7 @@ async fn every_subcommand_on_redis_over_tls() {
     let backend = lock_redis::RedisBackend::connect_with_tls(&redis.url(), certificates)
         .await
         .expect("connect over TLS");
-    let connection = backend.connection();
-    let store = unique_name("ctl-tls-store");
-    every_subcommand(Setup {
-        url: redis.url(),
-        flags: vec!["--ca".to_owned(), ca],
-        env: Vec::new(),
-        backend: Arc::new(backend),
-        fenced: Box::new(move |token, value| {
-            let (mut connection, store) = (connection.clone(), store.clone());
-            Box::pin(
-                async move { lock_redis::fenced_set(&mut connection, &store, value, token).await },
-            )
-        }),
-    })
-    .await;
+    every_subcommand(on_redis(redis.url(), vec!["--ca".to_owned(), ca], backend)).await;
 }
 
 /// On etcd, `fenced_txn` is guarded by the lock's own record: the broken holder's write

@@ -236,6 +236,30 @@ fn throughput(result: lock_tests::bench::Throughput) -> Vec<f64> {
     vec![result.rate, result.fewest as f64, result.most as f64]
 }
 
+/// The resident memory of process `pid` (named `name` in a failure), in MiB.
+pub fn rss_mib(pid: nix::unistd::Pid, name: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|error| panic!("{name}: no /proc/{pid}/status: {error}"));
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name}: no VmRSS in /proc/{pid}/status"));
+    kb / 1024.0
+}
+
+/// The apiserver's `/metrics` text.
+pub async fn apiserver_metrics(kube: &Kube) -> String {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    kube.admin()
+        .await
+        .request_text(request)
+        .await
+        .expect("apiserver metrics")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

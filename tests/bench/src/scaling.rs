@@ -214,15 +214,7 @@ impl Member {
 
     /// Resident memory now, in MiB.
     fn rss(&self) -> f64 {
-        let pid = self.pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_else(|error| panic!("{}: no /proc/{pid}/status: {error}", self.name));
-        let kb: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{}: no VmRSS in /proc/{pid}/status", self.name));
-        kb / 1024.0
+        crate::measure::rss_mib(self.pid(), &self.name)
     }
 
     async fn resync(&mut self) {
@@ -275,16 +267,8 @@ async fn settled(members: &[Member], mode: Mode, caches: bool) -> Instant {
 
 /// Writes to ConfigMaps the apiserver has served (PUT, PATCH, POST, DELETE).
 async fn configmap_writes(kube: &Kube) -> f64 {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a request");
-    let metrics = kube
-        .admin()
+    crate::measure::apiserver_metrics(kube)
         .await
-        .request_text(request)
-        .await
-        .expect("apiserver metrics");
-    metrics
         .lines()
         .filter(|line| {
             line.starts_with("apiserver_request_total{")

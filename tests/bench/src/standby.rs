@@ -222,15 +222,7 @@ impl Replica {
 
     /// The resident memory now, in MiB.
     fn rss(&self) -> f64 {
-        let pid = self.pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_else(|error| panic!("{}: no /proc/{pid}/status: {error}", self.name));
-        let kb: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{}: no VmRSS in /proc/{pid}/status", self.name));
-        kb / 1024.0
+        crate::measure::rss_mib(self.pid(), &self.name)
     }
 
     fn sigterm(&self) {

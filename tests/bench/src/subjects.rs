@@ -107,15 +107,7 @@ pub async fn kube_lease_requests(kube: &Kube) -> f64 {
 /// Lease requests the apiserver has served, by verb (`GET`, `LIST`, `PUT`, ...), from its
 /// own metrics.
 pub async fn kube_lease_requests_by_verb(kube: &Kube) -> std::collections::BTreeMap<String, f64> {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a request");
-    let metrics = kube
-        .admin()
-        .await
-        .request_text(request)
-        .await
-        .expect("apiserver metrics");
+    let metrics = crate::measure::apiserver_metrics(kube).await;
     let mut by_verb = std::collections::BTreeMap::new();
     for line in metrics.lines().filter(|line| {
         line.starts_with("apiserver_request_total{") && line.contains("resource=\"leases\"")

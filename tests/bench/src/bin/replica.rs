@@ -19,12 +19,7 @@
 //! `reconcile NAME GEN` (GEN the object's `data.gen`), `sigterm`, `drained` (the
 //! controller ended), `released` (the lease released; the process exits).
 
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::{StreamExt, future::ready};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -46,28 +41,10 @@ const LABEL: &str = "lock-bench";
 /// The reconcile's work.
 const WORK: Duration = Duration::from_millis(1);
 
-/// Prints `event` with the time, in one write.
-fn emit(event: &str) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    let mut out = std::io::stdout().lock();
-    // The bench reads every line; if it is gone, so is the point of going on.
-    if writeln!(out, "{nanos} {event}").is_err() {
-        std::process::exit(1);
-    }
-}
+#[path = "../replica_output.rs"]
+mod replica_output;
 
-#[derive(Debug)]
-struct Never;
-
-impl std::fmt::Display for Never {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never")
-    }
-}
-
-impl std::error::Error for Never {}
+use replica_output::{Never, emit};
 
 async fn reconcile(map: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, Never> {
     let name = map.metadata.name.as_deref().unwrap_or("-");

@@ -17,13 +17,12 @@
 //! the work), and `left` once it has left the group after SIGTERM (then it exits).
 
 use std::{
-    io::Write,
     path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering::Relaxed},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use futures::{StreamExt, future::ready};
@@ -55,26 +54,10 @@ const RUN_LABEL: &str = "lock-bench-scaling";
 const WORK: Duration = Duration::from_millis(10);
 const CONCURRENCY: u16 = 8;
 
-fn emit(event: &str) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{nanos} {event}").is_err() {
-        std::process::exit(1);
-    }
-}
+#[path = "../replica_output.rs"]
+mod replica_output;
 
-#[derive(Debug)]
-struct Never;
-
-impl std::fmt::Display for Never {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never")
-    }
-}
-
-impl std::error::Error for Never {}
+use replica_output::{Never, emit};
 
 #[tokio::main]
 async fn main() {
