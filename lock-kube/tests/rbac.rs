@@ -126,7 +126,8 @@ async fn a_lock_works_as_the_guides_service_account_with_exactly_its_verbs() {
     let second = lock(client.clone(), kube, &name, "replica-b");
     let waiting =
         tokio::spawn(async move { second.acquire_timeout(Duration::from_secs(20)).await });
-    tokio::time::sleep(Duration::from_secs(2)).await; // past a renewal
+    // Past the 3 s TTL: still valid only if renewals (update) went through.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(guard.is_valid(), "renewed with the guide's verbs");
     guard.release().await.expect("released");
     let taken = waiting
