@@ -380,6 +380,14 @@
 //! hyper-openssl 0.10.3 depends on parking_lot 0.13); the others build with 1.89.
 //!
 //! Pick a `k8s-openapi` version feature in your binary as usual (e.g. `latest`).
+//!
+//! # Proxies and compression
+//!
+//! As kube's, off by default: `http-proxy` (a kubeconfig's `proxy-url` of `http://` or
+//! `https://`, with Basic credentials from the URL), `socks5`, `proxy` (both) and `gzip`
+//! (compressed answers). Each turns on kube's feature of the same name and the same layer
+//! in [`nodelay_client`], which otherwise refuses a proxy URL
+//! (`kube::Error::ProxyProtocolDisabled`, naming the feature) rather than ignore it.
 
 mod backend;
 mod candidate;

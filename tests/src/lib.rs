@@ -30,6 +30,7 @@
 pub mod bench;
 mod certificates;
 mod client_go;
+mod connect_proxy;
 mod etcd;
 mod held_write;
 mod hostile;
@@ -42,6 +43,7 @@ mod widgets;
 
 pub use certificates::Certificates;
 pub use client_go::{GoContender, Term};
+pub use connect_proxy::{ConnectProxy, Tunnel};
 pub use etcd::{Etcd, Secure, put_foreign};
 pub use held_write::HeldWrite;
 pub use hostile::{Hostile, reported_and_not_taken};
