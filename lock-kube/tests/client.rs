@@ -200,7 +200,16 @@ fn every_request_is_traced_in_the_span_kubes_client_opens() {
         let lines = recorder.lines.clone();
         tracing::subscriber::with_default(recorder, || runtime.block_on(list_one(client)))
             .unwrap_or_else(|error| panic!("{name} lists: {error}"));
-        let lines = lines.lock().expect("the trace").clone();
+        // Without the body's "stream closed" event: whether it is reported before the
+        // request's future ends depends on how the answer's body is read (kube's client
+        // reported it when this file was tested alone, not in the workspace's build).
+        let lines: Vec<String> = lines
+            .lock()
+            .expect("the trace")
+            .iter()
+            .filter(|line| *line != "event message=stream closed")
+            .cloned()
+            .collect();
         assert!(
             lines.iter().any(|line| line.starts_with("span HTTP ")),
             "{name} opens an HTTP span: {lines:#?}"
