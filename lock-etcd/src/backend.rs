@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, ResponseHeader, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, ResponseHeader,
+    Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
 use lock_core::{
@@ -21,6 +21,7 @@ use lock_core::{
 
 use crate::{
     error::lock_error,
+    members::Members,
     record::{Record, token, whole_seconds},
 };
 
@@ -41,7 +42,7 @@ pub const DEFAULT_PREFIX: &str = "locks/";
 /// ```
 #[derive(Clone)]
 pub struct EtcdBackend {
-    client: Client,
+    members: Members,
     prefix: String,
 }
 
@@ -52,7 +53,11 @@ impl std::fmt::Debug for EtcdBackend {
 }
 
 impl EtcdBackend {
-    /// Locks are keys under [`DEFAULT_PREFIX`].
+    /// Locks are keys under [`DEFAULT_PREFIX`], through `client`.
+    ///
+    /// A client of several endpoints is balanced by etcd-client over all of them, which
+    /// keeps sending part of the requests to a member that is down or hangs; for a
+    /// cluster, prefer [`connect`](EtcdBackend::connect).
     pub fn new(client: Client) -> Self {
         Self::with_prefix(client, DEFAULT_PREFIX)
     }
@@ -60,8 +65,55 @@ impl EtcdBackend {
     /// Locks are keys under `prefix` (e.g. `"my-app/locks/"`).
     pub fn with_prefix(client: Client, prefix: &str) -> Self {
         Self {
-            client,
+            members: Members::one(client),
             prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Connects to a cluster: a client of each member, one in use. A request the member
+    /// in use cannot answer (it is down, hangs past the lock's request timeout, or has
+    /// no leader) goes to the next member, so a lock stays renewed while any member of
+    /// the majority answers. Every request etcd serves for a lock is linearizable, so a
+    /// member cut off from its peers never confirms a lock from its own state.
+    ///
+    /// `options` apply to each member, with `require_leader` on: a member without a
+    /// leader ends its watches at once instead of keeping them silently. With
+    /// authentication, each member must be reachable now (etcd-client authenticates
+    /// when it connects). Locks are keys under [`DEFAULT_PREFIX`]; see
+    /// [`with_prefix`](EtcdBackend::with_prefix) for another.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let members = ["http://etcd-0:2379", "http://etcd-1:2379", "http://etcd-2:2379"];
+    /// let backend = lock_etcd::EtcdBackend::connect(members, None).await?;
+    /// let lock = lock_core::Lock::new(backend, "nightly-report", "worker-1")?;
+    /// # drop(lock); Ok(()) }
+    /// ```
+    pub async fn connect<E: AsRef<str>>(
+        members: impl IntoIterator<Item = E>,
+        options: Option<ConnectOptions>,
+    ) -> Result<Self, etcd_client::Error> {
+        let options = options.unwrap_or_default().with_require_leader(true);
+        let mut clients = Vec::new();
+        for member in members {
+            clients.push(Client::connect([member.as_ref()], Some(options.clone())).await?);
+        }
+        if clients.is_empty() {
+            return Err(etcd_client::Error::InvalidArgs(
+                "no etcd member to connect to".to_owned(),
+            ));
+        }
+        Ok(Self {
+            members: Members::each(clients),
+            prefix: DEFAULT_PREFIX.to_owned(),
+        })
+    }
+
+    /// The same backend with locks under `prefix`.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            ..self
         }
     }
 
@@ -70,14 +122,18 @@ impl EtcdBackend {
         format!("{}{name}", self.prefix)
     }
 
-    /// The client, e.g. for fenced transactions.
+    /// The client of the member in use, e.g. for fenced transactions.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.members.current()
     }
 
     /// Revokes an etcd lease we granted, best effort: if this fails, it expires by itself.
     async fn revoke(&self, lease_id: i64) {
-        if let Err(error) = self.client.clone().lease_revoke(lease_id).await {
+        let revoked = self
+            .members
+            .call(|mut client| async move { client.lease_revoke(lease_id).await })
+            .await;
+        if let Err(error) = revoked {
             tracing::debug!(%error, lease_id, "revoking an etcd lease failed; it expires by itself");
         }
     }
@@ -100,16 +156,16 @@ impl EtcdBackend {
 /// An etcd lease granted for a take: revoked in the background when dropped, unless the
 /// take succeeded and kept it.
 struct Granted {
-    client: Client,
+    members: Members,
     id: i64,
     ttl: i64,
     kept: bool,
 }
 
 impl Granted {
-    fn new(client: Client, id: i64, ttl: i64) -> Self {
+    fn new(members: Members, id: i64, ttl: i64) -> Self {
         Self {
-            client,
+            members,
             id,
             ttl,
             kept: false,
@@ -127,7 +183,7 @@ impl Drop for Granted {
         if self.kept {
             return;
         }
-        let (mut client, id) = (self.client.clone(), self.id);
+        let (mut client, id) = (self.members.current().clone(), self.id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = client.lease_revoke(id).await {
@@ -155,15 +211,15 @@ fn revision(header_revision: Option<i64>, name: &LockName) -> Result<FencingToke
 #[async_trait]
 impl Backend for EtcdBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
-        let mut client = self.client.clone();
         let key = self.key(name);
         let seconds = whole_seconds(ttl);
-        let granted = client
-            .lease_grant(seconds, None)
+        let granted = self
+            .members
+            .call(|mut client| async move { client.lease_grant(seconds, None).await })
             .await
             .map_err(|e| lock_error(e, "grant an etcd lease"))?;
         // Revoked unless kept, also if this future is dropped before it finishes.
-        let granted = Granted::new(client.clone(), granted.id(), granted.ttl());
+        let granted = Granted::new(self.members.clone(), granted.id(), granted.ttl());
         if granted.ttl != seconds {
             return Err(Error::Unsupported {
                 reason: format!(
@@ -178,8 +234,12 @@ impl Backend for EtcdBackend {
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.as_str(), record, Some(put))])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = client
-            .txn(txn)
+        let response = self
+            .members
+            .call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
             .await
             .map_err(|e| lock_error(e, "take the lock"))?;
         if response.succeeded() {
@@ -215,12 +275,12 @@ impl Backend for EtcdBackend {
     /// deleted our key, so the check says `NotHeld` at once; an unreachable server fails
     /// the check too, with the transient error the core retries.
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
-        let mut client = self.client.clone();
         let lease_id = i64::try_from(lease.revision).unwrap_or_default();
         // etcd-client sends the first keep-alive itself and fails if etcd answers with
         // TTL <= 0 (the lease no longer exists).
-        let kept = client
-            .lease_keep_alive(lease_id)
+        let kept = self
+            .members
+            .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
             .await
             .map_err(|e| lock_error(e, "keep the etcd lease alive"));
         let key = self.key(&lease.name);
@@ -231,8 +291,12 @@ impl Backend for EtcdBackend {
             Compare::create_revision(key.as_str(), CompareOp::Equal, token),
             Compare::lease(key.as_str(), CompareOp::Equal, lease_id),
         ]);
-        let response = client
-            .txn(ours)
+        let response = self
+            .members
+            .call(|mut client| {
+                let ours = ours.clone();
+                async move { client.txn(ours).await }
+            })
             .await
             .map_err(|e| lock_error(e, "check the lock"))?;
         if !response.succeeded() {
@@ -244,7 +308,6 @@ impl Backend for EtcdBackend {
     }
 
     async fn release(&self, lease: &Lease) -> Result<Release> {
-        let mut client = self.client.clone();
         let key = self.key(&lease.name);
         let token = i64::try_from(lease.token.get()).unwrap_or_default();
         let txn = Txn::new()
@@ -254,8 +317,12 @@ impl Backend for EtcdBackend {
                 token,
             )])
             .and_then([TxnOp::delete(key.as_str(), None)]);
-        let response = client
-            .txn(txn)
+        let response = self
+            .members
+            .call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
             .await
             .map_err(|e| lock_error(e, "release the lock"))?;
         self.revoke(i64::try_from(lease.revision).unwrap_or_default())
@@ -270,12 +337,8 @@ impl Backend for EtcdBackend {
     /// Reads the key and, if `holder` holds it, deletes it in a transaction guarded by
     /// the key's `create_revision` (that acquisition), then revokes its etcd lease.
     async fn release_holder(&self, name: &LockName, holder: &str) -> Result<Release> {
-        let mut client = self.client.clone();
         let key = self.key(name);
-        let response = client
-            .get(key.as_str(), None::<GetOptions>)
-            .await
-            .map_err(|e| lock_error(e, "read the lock"))?;
+        let response = self.get(&key, None).await?;
         let Some(kv) = response.kvs().first() else {
             return Ok(Release::NotHeld);
         };
@@ -289,8 +352,12 @@ impl Backend for EtcdBackend {
                 kv.create_revision(),
             )])
             .and_then([TxnOp::delete(key.as_str(), None)]);
-        let deleted = client
-            .txn(txn)
+        let deleted = self
+            .members
+            .call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
             .await
             .map_err(|e| lock_error(e, "release the lock"))?
             .succeeded();
@@ -303,24 +370,19 @@ impl Backend for EtcdBackend {
 
     /// One range read of the prefix, and each key's remaining lease time.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let mut client = self.client.clone();
-        let response = client
+        let response = self
             .get(
-                format!("{}{prefix}", self.prefix),
+                &format!("{}{prefix}", self.prefix),
                 Some(GetOptions::new().with_prefix()),
             )
-            .await
-            .map_err(|e| lock_error(e, "list the locks"))?;
+            .await?;
         let mut listed = Vec::new();
         for kv in response.kvs() {
             let key = String::from_utf8_lossy(kv.key());
             let name = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
             let holder = match LockName::new(&name) {
                 Ok(lock) => {
-                    let remaining = client
-                        .lease_time_to_live(kv.lease(), None)
-                        .await
-                        .map_or(None, |ttl| Some(ttl.ttl()));
+                    let remaining = self.time_to_live(kv.lease()).await.ok();
                     let expires_in =
                         remaining.map(|s| Duration::from_secs(s.max(0).unsigned_abs()));
                     self.info(&lock, kv, expires_in).map(Some)
@@ -333,20 +395,12 @@ impl Backend for EtcdBackend {
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
-        let mut client = self.client.clone();
-        let response = client
-            .get(self.key(name), None::<GetOptions>)
-            .await
-            .map_err(|e| lock_error(e, "read the lock"))?;
+        let response = self.get(&self.key(name), None).await?;
         let Some(kv) = response.kvs().first().cloned() else {
             return Ok(None);
         };
         Record::read(name.as_str(), &kv)?;
-        let remaining = client
-            .lease_time_to_live(kv.lease(), None)
-            .await
-            .map_err(|e| lock_error(e, "read the lock's etcd lease"))?
-            .ttl();
+        let remaining = self.time_to_live(kv.lease()).await?;
         let expires_in = Duration::from_secs(remaining.max(0).unsigned_abs());
         Ok(Some(self.info(name, &kv, Some(expires_in))?))
     }
@@ -366,15 +420,43 @@ impl Backend for EtcdBackend {
 }
 
 impl EtcdBackend {
+    /// A (linearizable) read of `key`.
+    async fn get(
+        &self,
+        key: &str,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse> {
+        self.members
+            .call(|mut client| {
+                let options = options.clone();
+                async move { client.get(key, options).await }
+            })
+            .await
+            .map_err(|e| lock_error(e, "read the lock"))
+    }
+
+    /// The seconds etcd lease `id` has left.
+    async fn time_to_live(&self, id: i64) -> Result<i64> {
+        self.members
+            .call(|mut client| async move { client.lease_time_to_live(id, None).await })
+            .await
+            .map(|ttl| ttl.ttl())
+            .map_err(|e| lock_error(e, "read the lock's etcd lease"))
+    }
+
     /// A notification for each put or delete of `key` (or under it, with a prefix).
     async fn watch(
         &self,
         key: impl Into<Vec<u8>>,
         options: Option<WatchOptions>,
     ) -> Result<Changes> {
-        let mut client = self.client.clone();
-        let stream = client
-            .watch(key, options)
+        let key = key.into();
+        let stream = self
+            .members
+            .call(|mut client| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { client.watch(key, options).await }
+            })
             .await
             .map_err(|e| lock_error(e, "watch the lock"))?;
         let changes = futures::stream::unfold(stream, |mut stream| async move {

@@ -58,6 +58,7 @@
 mod backend;
 mod error;
 mod fenced;
+mod members;
 mod record;
 
 pub use backend::{DEFAULT_PREFIX, EtcdBackend};
