@@ -42,14 +42,15 @@ pub use scenario::{Plan, Row};
 pub use system::System;
 use systems::kube::{KubeSystem, Written};
 
-/// The backends, in table order.
-pub const BACKENDS: [&str; 6] = [
+/// The backends, in table order: single servers, then the topologies users run.
+pub const BACKENDS: [&str; 7] = [
     "memory",
     "kube",
     "kube-apply",
     "kube-status",
     "etcd",
     "redis",
+    "etcd-cluster",
 ];
 
 /// Starts `backend`'s server (none for memory).
@@ -61,16 +62,28 @@ pub async fn start(backend: &str) -> Arc<dyn System> {
         "kube-status" => Arc::new(KubeSystem::start(Written::Status).await),
         "etcd" => Arc::new(systems::etcd::EtcdSystem::start().await),
         "redis" => Arc::new(systems::redis::RedisSystem::start().await),
+        "etcd-cluster" => Arc::new(systems::etcd_cluster::EtcdClusterSystem::start().await),
         other => panic!("unknown backend {other:?}; pick from {BACKENDS:?}"),
     }
 }
 
 /// Runs every nemesis `backend` supports, one after another, calling `each` with each
 /// row as it is done.
-pub async fn run_backend(backend: &str, plan: &Plan, mut each: impl FnMut(&Row)) -> Vec<Row> {
+pub async fn run_backend(backend: &str, plan: &Plan, each: impl FnMut(&Row)) -> Vec<Row> {
+    run_nemeses(backend, &Nemesis::ALL, plan, each).await
+}
+
+/// Runs those of `nemeses` that `backend` supports, one after another, calling `each`
+/// with each row as it is done.
+pub async fn run_nemeses(
+    backend: &str,
+    nemeses: &[Nemesis],
+    plan: &Plan,
+    mut each: impl FnMut(&Row),
+) -> Vec<Row> {
     let system = start(backend).await;
     let mut rows = Vec::new();
-    for nemesis in Nemesis::ALL {
+    for &nemesis in nemeses {
         if system.supports(nemesis) {
             let row = scenario::run(system.clone(), nemesis, plan).await;
             each(&row);

@@ -23,11 +23,27 @@ pub enum Nemesis {
     /// Out of bounds: the holder pauses for longer than the TTL *between* checking its
     /// guard and writing. Its guard cannot help; only fencing rejects the write.
     PauseAfterCheck,
+    /// A cluster's etcd leader is killed (SIGKILL) and started again on its data once the
+    /// others have elected a new one.
+    LeaderKilled,
+    /// A cluster's etcd leader is cut off from its peers, both ways, for longer than the
+    /// TTL: a minority of one, which clients still reach.
+    LeaderIsolated,
+    /// The apiserver the holder talks to is killed, and started again after the fault.
+    ApiserverKilled,
+    /// The apiserver the holder talks to is frozen (SIGSTOP) for longer than the TTL.
+    ApiserverPaused,
+    /// The apiserver the holder talks to reaches etcd with 1 s of latency each way for
+    /// longer than the TTL: its watch lags, and its writes are slow.
+    ApiserverLagging,
+    /// The Redis primary is killed; Sentinel promotes the replica, and the old primary
+    /// comes back as a replica.
+    PrimaryKilled,
 }
 
 impl Nemesis {
     /// Every nemesis, in table order.
-    pub const ALL: [Nemesis; 9] = [
+    pub const ALL: [Nemesis; 15] = [
         Nemesis::None,
         Nemesis::HolderCut,
         Nemesis::HolderBlackhole,
@@ -37,7 +53,28 @@ impl Nemesis {
         Nemesis::Latency,
         Nemesis::DataLoss,
         Nemesis::PauseAfterCheck,
+        Nemesis::LeaderKilled,
+        Nemesis::LeaderIsolated,
+        Nemesis::ApiserverKilled,
+        Nemesis::ApiserverPaused,
+        Nemesis::ApiserverLagging,
+        Nemesis::PrimaryKilled,
     ];
+
+    /// The faults of a topology of several servers (the rows CI runs on those topologies).
+    pub const TOPOLOGY: [Nemesis; 6] = [
+        Nemesis::LeaderKilled,
+        Nemesis::LeaderIsolated,
+        Nemesis::ApiserverKilled,
+        Nemesis::ApiserverPaused,
+        Nemesis::ApiserverLagging,
+        Nemesis::PrimaryKilled,
+    ];
+
+    /// Whether this fault needs a topology of several servers.
+    pub fn of_topology(self) -> bool {
+        Self::TOPOLOGY.contains(&self)
+    }
 
     /// A short name for the table.
     pub fn name(self) -> &'static str {
@@ -51,10 +88,17 @@ impl Nemesis {
             Nemesis::Latency => "latency 150 ms",
             Nemesis::DataLoss => "BEYOND BOUNDS: server restarted, data lost",
             Nemesis::PauseAfterCheck => "OUT OF BOUNDS: pause between check and write",
+            Nemesis::LeaderKilled => "etcd leader killed, restarted",
+            Nemesis::LeaderIsolated => "etcd leader cut from its peers > TTL",
+            Nemesis::ApiserverKilled => "holder's apiserver killed, restarted",
+            Nemesis::ApiserverPaused => "holder's apiserver paused > TTL",
+            Nemesis::ApiserverLagging => "holder's apiserver 1 s from etcd > TTL",
+            Nemesis::PrimaryKilled => "Redis primary killed, Sentinel failover",
         }
     }
 
-    /// What the fault means for the guards (fencing must hold under every fault).
+    /// What the fault means for the guards (fencing must hold under every fault), unless
+    /// the system says otherwise ([`System::bounds`](crate::System::bounds)).
     pub fn bounds(self) -> Bounds {
         match self {
             Nemesis::PauseAfterCheck => Bounds::Demonstration,

@@ -63,6 +63,8 @@ pub struct Row {
     pub backend: &'static str,
     /// The fault.
     pub nemesis: Nemesis,
+    /// What the fault means for the guards on this backend.
+    pub bounds: Bounds,
     /// The checkers' findings.
     pub verdict: Verdict,
 }
@@ -74,7 +76,7 @@ impl Row {
     pub fn passed(&self) -> bool {
         let v = &self.verdict;
         v.safe()
-            && match self.nemesis.bounds() {
+            && match self.bounds {
                 Bounds::Within => v.overlaps == 0,
                 Bounds::Beyond => true,
                 Bounds::Demonstration => v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0,
@@ -88,8 +90,8 @@ pub async fn run(system: Arc<dyn System>, nemesis: Nemesis, plan: &Plan) -> Row 
     system.prepare(&name).await;
     let shared = Arc::new(Shared::default());
     let mut links = Vec::new();
-    for _ in 0..plan.contenders {
-        links.push(system.link().await);
+    for contender in 0..plan.contenders {
+        links.push(system.link(contender).await);
     }
     let threads: Vec<_> = links
         .iter()
@@ -134,6 +136,7 @@ pub async fn run(system: Arc<dyn System>, nemesis: Nemesis, plan: &Plan) -> Row 
     Row {
         backend: system.name(),
         nemesis,
+        bounds: system.bounds(nemesis),
         verdict: check(&shared.history.record(), &finals, plan.recovery_bound()),
     }
 }
@@ -188,6 +191,15 @@ async fn inject(
         }
         Nemesis::ServerRestart => system.restart_server(false).await,
         Nemesis::DataLoss => system.restart_server(true).await,
+        Nemesis::LeaderKilled
+        | Nemesis::LeaderIsolated
+        | Nemesis::ApiserverKilled
+        | Nemesis::ApiserverPaused
+        | Nemesis::ApiserverLagging
+        | Nemesis::PrimaryKilled => {
+            let holder = holder(shared).await;
+            system.topology_fault(nemesis, holder, plan.fault_for).await;
+        }
         Nemesis::Latency => {
             for link in links {
                 link.set_latency(Duration::from_millis(150));

@@ -8,7 +8,7 @@ use lock_core::{Backend, Faulty, FencingToken, MemoryBackend};
 use lock_tests::{Proxy, Served};
 use tokio::sync::Mutex;
 
-use crate::nemesis::Nemesis;
+use crate::nemesis::{Bounds, Nemesis};
 
 /// A backend's own fenced store: a register on the server written with the backend's
 /// fenced-write helper.
@@ -22,8 +22,9 @@ pub trait Store: Send + Sync {
 
 /// One contender's way to the server, which the nemesis can break.
 pub enum Link {
-    /// A TCP proxy in front of the server.
-    Proxy(Proxy),
+    /// A TCP proxy in front of each server the contender reaches (one, or each member
+    /// of a cluster).
+    Proxies(Vec<Proxy>),
     /// The in-memory backend behind a fault switch of this contender's own.
     Memory(Faulty<MemoryBackend>),
 }
@@ -35,18 +36,26 @@ pub type Connection = (Arc<dyn Backend>, Option<Box<dyn Store>>);
 /// Where a contender connects: what [`Link::route`] hands to its thread.
 #[derive(Clone)]
 pub enum Route {
-    /// The port of the contender's proxy.
-    Port(u16),
+    /// The ports of the contender's proxies, one per server it reaches.
+    Ports(Vec<u16>),
     /// The contender's fault switch over the in-memory backend.
     Memory(Faulty<MemoryBackend>),
 }
 
 impl Route {
-    /// The port of the contender's proxy; panics on a route to the in-memory backend,
-    /// which has no server to proxy.
+    /// The port of the contender's proxy to its one server; panics on a route to the
+    /// in-memory backend, which has no server to proxy, or to several servers.
     pub fn port(self) -> u16 {
+        match self.ports().as_slice() {
+            [port] => *port,
+            ports => panic!("one server, not {ports:?}"),
+        }
+    }
+
+    /// The ports of the contender's proxies; panics on a route to the in-memory backend.
+    pub fn ports(self) -> Vec<u16> {
         match self {
-            Route::Port(port) => port,
+            Route::Ports(ports) => ports,
             Route::Memory(_) => panic!("a server is reached through a proxy"),
         }
     }
@@ -56,7 +65,7 @@ impl Link {
     /// Where the contender behind this link connects.
     pub fn route(&self) -> Route {
         match self {
-            Link::Proxy(proxy) => Route::Port(proxy.port()),
+            Link::Proxies(proxies) => Route::Ports(proxies.iter().map(Proxy::port).collect()),
             Link::Memory(faulty) => Route::Memory(faulty.clone()),
         }
     }
@@ -64,7 +73,7 @@ impl Link {
     /// Cuts the link: connections close and requests fail at once.
     pub fn cut(&self) {
         match self {
-            Link::Proxy(proxy) => proxy.cut(),
+            Link::Proxies(proxies) => proxies.iter().for_each(Proxy::cut),
             Link::Memory(faulty) => faulty.partition(true),
         }
     }
@@ -72,22 +81,22 @@ impl Link {
     /// Blackholes the link: requests hang.
     pub fn blackhole(&self) {
         match self {
-            Link::Proxy(proxy) => proxy.blackhole(),
+            Link::Proxies(proxies) => proxies.iter().for_each(Proxy::blackhole),
             Link::Memory(faulty) => faulty.freeze(true),
         }
     }
 
     /// Adds latency each way (proxied links only).
     pub fn set_latency(&self, latency: Duration) {
-        if let Link::Proxy(proxy) = self {
-            proxy.set_latency(latency);
+        if let Link::Proxies(proxies) = self {
+            proxies.iter().for_each(|proxy| proxy.set_latency(latency));
         }
     }
 
     /// Back to normal.
     pub fn heal(&self) {
         match self {
-            Link::Proxy(proxy) => proxy.heal(),
+            Link::Proxies(proxies) => proxies.iter().for_each(Proxy::heal),
             Link::Memory(faulty) => faulty.heal(),
         }
     }
@@ -113,15 +122,29 @@ pub trait System: Send + Sync + 'static {
     }
 
     /// Whether this backend can suffer `nemesis` (the in-memory backend has no server
-    /// to restart, for one). By default every nemesis but [`Nemesis::DataLoss`]: losing
-    /// its data is not a fault a server of record promises to survive.
+    /// to restart, for one). By default every nemesis of a single server but
+    /// [`Nemesis::DataLoss`]: losing its data is not a fault a server of record promises
+    /// to survive.
     fn supports(&self, nemesis: Nemesis) -> bool {
-        nemesis != Nemesis::DataLoss
+        nemesis != Nemesis::DataLoss && !nemesis.of_topology()
     }
 
-    /// A new link to the server for one contender.
-    async fn link(&self) -> Link {
-        Link::Proxy(Proxy::to_port(process(self).port()).await)
+    /// What `nemesis` means for the guards on this backend: by default the nemesis' own
+    /// [`bounds`](Nemesis::bounds).
+    fn bounds(&self, nemesis: Nemesis) -> Bounds {
+        nemesis.bounds()
+    }
+
+    /// A new link to the server for contender number `contender`.
+    async fn link(&self, _contender: usize) -> Link {
+        Link::Proxies(vec![Proxy::to_port(process(self).port()).await])
+    }
+
+    /// Injects a fault of the topology ([`Nemesis::of_topology`]) that lasts about
+    /// `lasting`, and heals it; `holder` is the contender holding the lock when it
+    /// starts. Only systems of several servers support these.
+    async fn topology_fault(&self, nemesis: Nemesis, _holder: usize, _lasting: Duration) {
+        panic!("{} does not suffer {nemesis:?}", self.name());
     }
 
     /// Prepares the fenced store of lock `name` (e.g. creates the object it writes).
@@ -136,7 +159,9 @@ pub trait System: Send + Sync + 'static {
     /// The backend's fenced store of lock `name`, connected directly, to read the end
     /// state; `None` if the backend has no store of its own.
     async fn store(&self, name: &str) -> Option<Box<dyn Store>> {
-        let (_, store) = self.connect(Route::Port(process(self).port()), name).await;
+        let (_, store) = self
+            .connect(Route::Ports(vec![process(self).port()]), name)
+            .await;
         store
     }
 

@@ -21,7 +21,7 @@ pub fn line(row: &Row) -> String {
         (Some(gap), _) => format!("{} ms", gap.as_millis()),
         (None, _) => "–".to_owned(),
     };
-    let verdict = match (row.passed(), row.nemesis.bounds()) {
+    let verdict = match (row.passed(), row.bounds) {
         (false, _) => "FAILED",
         (true, Bounds::Within) => "ok",
         (true, Bounds::Beyond) if v.overlaps > 0 => "ok: guards overlapped, fencing held",

@@ -33,15 +33,17 @@ async fn connect(port: u16) -> Client {
         .expect("connect to etcd")
 }
 
-struct KeyStore {
-    client: Client,
+/// The register of lock `name`: a key written with `fenced_put` through the backend's
+/// member in use.
+pub(crate) struct KeyStore {
+    backend: EtcdBackend,
     key: String,
 }
 
 impl KeyStore {
-    fn new(client: Client, name: &str) -> Self {
+    pub(crate) fn new(backend: EtcdBackend, name: &str) -> Self {
         Self {
-            client,
+            backend,
             key: format!("safety/{name}"),
         }
     }
@@ -50,12 +52,13 @@ impl KeyStore {
 #[async_trait]
 impl Store for KeyStore {
     async fn write(&self, token: FencingToken, op: u64) -> lock_core::Result<()> {
-        fenced_put(&self.client, &self.key, op.to_string(), token).await
+        fenced_put(self.backend.client(), &self.key, op.to_string(), token).await
     }
 
     async fn read(&self) -> lock_core::Result<Option<u64>> {
         let response = self
-            .client
+            .backend
+            .client()
             .clone()
             .get(self.key.as_str(), None)
             .await
@@ -74,8 +77,8 @@ impl System for EtcdSystem {
     }
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
-        let client = connect(route.port()).await;
-        let store = KeyStore::new(client.clone(), name);
-        (Arc::new(EtcdBackend::new(client)), Some(Box::new(store)))
+        let backend = EtcdBackend::new(connect(route.port()).await);
+        let store = KeyStore::new(backend.clone(), name);
+        (Arc::new(backend), Some(Box::new(store)))
     }
 }

@@ -138,7 +138,7 @@ impl System for KubeSystem {
     /// check and its write.
     fn supports(&self, nemesis: Nemesis) -> bool {
         match self.store {
-            Written::Update => nemesis != Nemesis::DataLoss,
+            Written::Update => nemesis != Nemesis::DataLoss && !nemesis.of_topology(),
             Written::Apply | Written::Status => {
                 matches!(nemesis, Nemesis::HolderPause | Nemesis::PauseAfterCheck)
             }

@@ -35,13 +35,14 @@ impl System for MemorySystem {
     }
 
     fn supports(&self, nemesis: Nemesis) -> bool {
-        !matches!(
-            nemesis,
-            Nemesis::ServerRestart | Nemesis::Latency | Nemesis::DataLoss
-        )
+        !nemesis.of_topology()
+            && !matches!(
+                nemesis,
+                Nemesis::ServerRestart | Nemesis::Latency | Nemesis::DataLoss
+            )
     }
 
-    async fn link(&self) -> Link {
+    async fn link(&self, _contender: usize) -> Link {
         let faulty = Faulty::new(self.backend.clone());
         self.links
             .lock()

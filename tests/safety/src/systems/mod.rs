@@ -1,6 +1,7 @@
 //! The backends under test.
 
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod kube;
 pub mod memory;
 pub mod redis;

@@ -71,10 +71,10 @@ impl System for RedisSystem {
         Some(&self.redis)
     }
 
-    /// Every nemesis, data loss included: Redis' durability is the assumption the suite
-    /// breaks on purpose.
-    fn supports(&self, _nemesis: Nemesis) -> bool {
-        true
+    /// Every nemesis of a single server, data loss included: Redis' durability is the
+    /// assumption the suite breaks on purpose.
+    fn supports(&self, nemesis: Nemesis) -> bool {
+        !nemesis.of_topology()
     }
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
