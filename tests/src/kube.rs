@@ -131,7 +131,7 @@ pub(crate) fn cache() -> PathBuf {
 
 /// After every panic of this test binary, a line naming the Kubernetes version it runs
 /// against, so that a failing test says which one it failed on.
-fn name_version_on_panic(version: KubeVersion) {
+pub(crate) fn name_version_on_panic(version: KubeVersion) {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -142,7 +142,7 @@ fn name_version_on_panic(version: KubeVersion) {
     });
 }
 
-const ADMIN_TOKEN: &str = "lock-tests-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "lock-tests-admin-token";
 const FORBIDDEN_TOKEN: &str = "lock-tests-forbidden-token";
 const FORBIDDEN_USER: &str = "lock-tests-forbidden";
 
@@ -189,53 +189,13 @@ impl Kube {
         let etcd = Etcd::start_program(etcd_program).await;
         let dir = Server::make_dir("kube-apiserver");
         let port = free_port();
-        let ca = make_certificates(&dir);
-        std::fs::write(
-            dir.join("tokens.csv"),
-            format!(
-                "{ADMIN_TOKEN},lock-tests-admin,1,\"system:masters\"\n{FORBIDDEN_TOKEN},{FORBIDDEN_USER},2\n"
-            ),
-        )
-        .unwrap_or_else(|error| panic!("cannot write the token file: {error}"));
-
-        let file = |name: &str| dir.join(name).display().to_string();
-        let mut args = vec![
-            format!("--etcd-servers={}", etcd.url()),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
-            format!("--secure-port={port}"),
-            "--endpoint-reconciler-type=none".to_owned(),
-            format!("--tls-cert-file={}", file("server.crt")),
-            format!("--tls-private-key-file={}", file("server.key")),
-            format!("--cert-dir={}", file("certs")),
-            format!("--token-auth-file={}", file("tokens.csv")),
-            "--authorization-mode=RBAC".to_owned(),
-            format!("--service-account-issuer=https://127.0.0.1:{port}"),
-            format!("--service-account-key-file={}", file("sa.pub")),
-            format!("--service-account-signing-key-file={}", file("sa.key")),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            "--enable-priority-and-fairness=false".to_owned(),
-            "--profiling=false".to_owned(),
-        ];
-        let minor = minor_version(&apiserver_program);
-        if minor.is_some_and(|minor| minor < 24) {
-            // Before 1.24 the apiserver also listens on 127.0.0.1:8080 unless told not to.
-            args.push("--insecure-port=0".to_owned());
-        }
-        if minor.is_some_and(|minor| minor >= 36) {
-            // Coordinated leader election and its LeaseCandidate API (coordination.k8s.io
-            // v1beta1), both beta and off by default in 1.36: the tests run with them on.
-            args.push(
-                "--feature-gates=CoordinatedLeaderElection=true,ShardedListAndWatch=true"
-                    .to_owned(),
-            );
-            args.push("--runtime-config=coordination.k8s.io/v1beta1=true".to_owned());
-        }
+        let ca = write_apiserver_files(&dir);
+        let args = apiserver_args(&apiserver_program, &etcd.url(), port, &dir);
         // The name (in failure messages, and of its log) says the version.
         let apiserver = Server::spawn(
             &format!("kube-apiserver-v{}", version.apiserver()),
             apiserver_program,
-            args.into_iter().map(OsString::from).collect(),
+            args,
             dir,
         );
         let kube = Self {
@@ -401,20 +361,7 @@ impl Served for Kube {
     const STARTUP: Duration = Duration::from_secs(90);
 
     async fn answers(&self) -> bool {
-        // `/readyz` says "ok" before the bootstrap controller has created the `default`
-        // namespace the tests use, so wait for that too.
-        let admin = self.admin().await;
-        let ready = http::Request::get("/readyz").body(Vec::new());
-        let namespace =
-            http::Request::get(format!("/api/v1/namespaces/{}", self.namespace())).body(Vec::new());
-        let (Ok(ready), Ok(namespace)) = (ready, namespace) else {
-            return false;
-        };
-        admin
-            .request_text(ready)
-            .await
-            .is_ok_and(|body| body == "ok")
-            && admin.request_text(namespace).await.is_ok()
+        ready(self.admin().await, self.namespace()).await
     }
 
     fn server(&self) -> &Server {
@@ -429,11 +376,26 @@ impl Served for Kube {
     }
 }
 
+/// Whether the apiserver of `admin` is ready for tests: `/readyz` says "ok", and the
+/// bootstrap controller has created `namespace` (which it does after `/readyz` is ok).
+pub(crate) async fn ready(admin: kube::Client, namespace: &str) -> bool {
+    let ready = http::Request::get("/readyz").body(Vec::new());
+    let namespace = http::Request::get(format!("/api/v1/namespaces/{namespace}")).body(Vec::new());
+    let (Ok(ready), Ok(namespace)) = (ready, namespace) else {
+        return false;
+    };
+    admin
+        .request_text(ready)
+        .await
+        .is_ok_and(|body| body == "ok")
+        && admin.request_text(namespace).await.is_ok()
+}
+
 const EXTERNAL: &str =
     "an external cluster's apiserver cannot be paused, killed or restarted by the tests";
 
 /// The apiserver and etcd binaries to run.
-fn binaries(version: KubeVersion) -> (PathBuf, PathBuf) {
+pub(crate) fn binaries(version: KubeVersion) -> (PathBuf, PathBuf) {
     if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
         let assets = PathBuf::from(assets);
         let (apiserver, etcd) = (assets.join("kube-apiserver"), assets.join("etcd"));
@@ -476,6 +438,66 @@ fn minor_version(apiserver: &Path) -> Option<u32> {
         .strip_prefix("Kubernetes v1.")
         .and_then(|rest| rest.split('.').next())
         .and_then(|minor| minor.parse::<u32>().ok())
+}
+
+/// Writes what an apiserver reads to `dir`: a CA and a serving certificate for 127.0.0.1
+/// signed by it, a service-account key pair, and the token file of the admin and the
+/// forbidden user. Returns the CA certificate (DER) for clients. Apiservers of one
+/// cluster share these files.
+pub(crate) fn write_apiserver_files(dir: &Path) -> Vec<u8> {
+    let ca = make_certificates(dir);
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!(
+            "{ADMIN_TOKEN},lock-tests-admin,1,\"system:masters\"\n{FORBIDDEN_TOKEN},{FORBIDDEN_USER},2\n"
+        ),
+    )
+    .unwrap_or_else(|error| panic!("cannot write the token file: {error}"));
+    ca
+}
+
+/// The arguments of the apiserver at `program` listening on `port`, over the etcd of
+/// `etcd_servers` (comma-separated URLs), with the files of
+/// [`write_apiserver_files`] in `files`.
+pub(crate) fn apiserver_args(
+    program: &Path,
+    etcd_servers: &str,
+    port: u16,
+    files: &Path,
+) -> Vec<OsString> {
+    let file = |name: &str| files.join(name).display().to_string();
+    let mut args = vec![
+        format!("--etcd-servers={etcd_servers}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--advertise-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        "--endpoint-reconciler-type=none".to_owned(),
+        format!("--tls-cert-file={}", file("server.crt")),
+        format!("--tls-private-key-file={}", file("server.key")),
+        format!("--cert-dir={}", file(&format!("certs-{port}"))),
+        format!("--token-auth-file={}", file("tokens.csv")),
+        "--authorization-mode=RBAC".to_owned(),
+        "--service-account-issuer=https://127.0.0.1".to_owned(),
+        format!("--service-account-key-file={}", file("sa.pub")),
+        format!("--service-account-signing-key-file={}", file("sa.key")),
+        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+        "--enable-priority-and-fairness=false".to_owned(),
+        "--profiling=false".to_owned(),
+    ];
+    let minor = minor_version(program);
+    if minor.is_some_and(|minor| minor < 24) {
+        // Before 1.24 the apiserver also listens on 127.0.0.1:8080 unless told not to.
+        args.push("--insecure-port=0".to_owned());
+    }
+    if minor.is_some_and(|minor| minor >= 36) {
+        // Coordinated leader election and its LeaseCandidate API (coordination.k8s.io
+        // v1beta1), both beta and off by default in 1.36: the tests run with them on.
+        args.push(
+            "--feature-gates=CoordinatedLeaderElection=true,ShardedListAndWatch=true".to_owned(),
+        );
+        args.push("--runtime-config=coordination.k8s.io/v1beta1=true".to_owned());
+    }
+    args.into_iter().map(OsString::from).collect()
 }
 
 /// Makes a CA, a serving certificate for 127.0.0.1 signed by it, and a service-account

@@ -43,7 +43,7 @@ pub use system::System;
 use systems::kube::{KubeSystem, Written};
 
 /// The backends, in table order: single servers, then the topologies users run.
-pub const BACKENDS: [&str; 7] = [
+pub const BACKENDS: [&str; 8] = [
     "memory",
     "kube",
     "kube-apply",
@@ -51,6 +51,7 @@ pub const BACKENDS: [&str; 7] = [
     "etcd",
     "redis",
     "etcd-cluster",
+    "kube-ha",
 ];
 
 /// Starts `backend`'s server (none for memory).
@@ -63,6 +64,7 @@ pub async fn start(backend: &str) -> Arc<dyn System> {
         "etcd" => Arc::new(systems::etcd::EtcdSystem::start().await),
         "redis" => Arc::new(systems::redis::RedisSystem::start().await),
         "etcd-cluster" => Arc::new(systems::etcd_cluster::EtcdClusterSystem::start().await),
+        "kube-ha" => Arc::new(systems::kube_ha::KubeHaSystem::start().await),
         other => panic!("unknown backend {other:?}; pick from {BACKENDS:?}"),
     }
 }

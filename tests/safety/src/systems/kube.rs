@@ -77,7 +77,7 @@ impl KubeSystem {
 }
 
 /// The register: the ConfigMap's `value`, or the widget's `status.value`.
-struct KubeStore {
+pub(crate) struct KubeStore {
     kind: Written,
     maps: Api<ConfigMap>,
     widgets: Api<DynamicObject>,
@@ -85,6 +85,42 @@ struct KubeStore {
 }
 
 const VALUE: &str = "value";
+
+impl KubeStore {
+    /// The register of lock `name`, written by `kind` through `client`.
+    pub(crate) fn new(kind: Written, client: &kube::Client, namespace: &str, name: &str) -> Self {
+        Self {
+            kind,
+            maps: Api::namespaced(client.clone(), namespace),
+            widgets: Api::namespaced_with(client.clone(), namespace, &widget_resource(true)),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Creates the register's object.
+    pub(crate) async fn create(&self) {
+        if self.kind == Written::Status {
+            let mut widget = DynamicObject::new(&self.name, &widget_resource(true));
+            widget.data = json!({ "spec": {} });
+            self.widgets
+                .create(&PostParams::default(), &widget)
+                .await
+                .expect("create the fenced widget");
+            return;
+        }
+        let map = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(self.name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.maps
+            .create(&PostParams::default(), &map)
+            .await
+            .expect("create the fenced ConfigMap");
+    }
+}
 
 #[async_trait]
 impl Store for KubeStore {
@@ -147,36 +183,14 @@ impl System for KubeSystem {
 
     async fn prepare(&self, name: &str) {
         let client = self.client(self.apiserver.port());
-        if self.store == Written::Status {
-            let mut widget = DynamicObject::new(name, &widget_resource(true));
-            widget.data = json!({ "spec": {} });
-            Api::<DynamicObject>::namespaced_with(client, &self.namespace, &widget_resource(true))
-                .create(&PostParams::default(), &widget)
-                .await
-                .expect("create the fenced widget");
-            return;
-        }
-        let map = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::namespaced(client, &self.namespace)
-            .create(&PostParams::default(), &map)
-            .await
-            .expect("create the fenced ConfigMap");
+        KubeStore::new(self.store, &client, &self.namespace, name)
+            .create()
+            .await;
     }
 
     async fn connect(&self, route: Route, name: &str) -> Connection {
         let client = self.client(route.port());
-        let store = KubeStore {
-            kind: self.store,
-            maps: Api::namespaced(client.clone(), &self.namespace),
-            widgets: Api::namespaced_with(client.clone(), &self.namespace, &widget_resource(true)),
-            name: name.to_owned(),
-        };
+        let store = KubeStore::new(self.store, &client, &self.namespace, name);
         (
             Arc::new(KubeBackend::new(client, &self.namespace)),
             Some(Box::new(store)),

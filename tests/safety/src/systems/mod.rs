@@ -3,5 +3,6 @@
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod kube;
+pub mod kube_ha;
 pub mod memory;
 pub mod redis;
