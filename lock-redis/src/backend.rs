@@ -9,6 +9,8 @@ use lock_core::{
     Result, Take,
 };
 use redis::{AsyncCommands, AsyncIter, Client, aio::ConnectionManager};
+
+use crate::primary::Primary;
 use tokio::sync::broadcast;
 
 use crate::{
@@ -37,10 +39,12 @@ pub const DEFAULT_PREFIX: &str = "locks:";
 /// ```
 #[derive(Clone)]
 pub struct RedisBackend {
-    client: Client,
-    connection: ConnectionManager,
+    primary: Primary,
     subscriber: Arc<Subscriber>,
     prefix: String,
+    /// Replicas that must have a take or a renewal before it counts, and how long to
+    /// wait for them.
+    replica_acks: Option<(usize, Duration)>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -92,22 +96,63 @@ impl RedisBackend {
 
     /// Uses `client`, with keys under `prefix`.
     pub async fn from_client(client: Client, prefix: &str) -> Result<Self> {
-        #[cfg(feature = "tls-rustls")]
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // rustls cannot pick a provider by itself when a binary has both: ours is ring,
-            // set as rustls' process-wide default unless the binary installed one first.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let connection = client
-            .get_connection_manager()
+        install_crypto_provider();
+        let primary = Primary::fixed(client)
             .await
             .map_err(|e| lock_error(e, "", "connect to Redis"))?;
-        Ok(Self {
-            client,
-            connection,
+        Ok(Self::over(primary, prefix))
+    }
+
+    /// Locks on the primary that Redis Sentinel names: `sentinels` are the Sentinels'
+    /// URLs (`redis://host:26379`), `service` the name they monitor the primary by. After
+    /// a command fails in a way that says the server may no longer be the primary
+    /// (unreachable, `READONLY`), the backend asks the Sentinels again and follows the
+    /// failover; lock-core's retry then reaches the new primary.
+    ///
+    /// Redis replicates asynchronously: a failover can lose the last takes and renewals,
+    /// and then two holders can overlap. [`with_replica_acks`](Self::with_replica_acks)
+    /// closes most of that window; SAFETY.md has the measurements.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sentinels = ["redis://sentinel-0:26379", "redis://sentinel-1:26379", "redis://sentinel-2:26379"];
+    /// let backend = lock_redis::RedisBackend::connect_sentinel(&sentinels, "locks").await?
+    ///     .with_replica_acks(1, std::time::Duration::from_millis(500));
+    /// let lock = lock_core::Lock::new(backend, "nightly-report", "worker-1")?;
+    /// # drop(lock); Ok(()) }
+    /// ```
+    pub async fn connect_sentinel(sentinels: &[&str], service: &str) -> Result<Self> {
+        install_crypto_provider();
+        let sentinel = Primary::sentinel(sentinels, service)
+            .map_err(|e| lock_error(e, "", "parse the Sentinel URLs"))?;
+        let primary = Primary::named_by(sentinel)
+            .await
+            .map_err(|e| lock_error(e, "", "connect to the primary Sentinel names"))?;
+        Ok(Self::over(primary, DEFAULT_PREFIX))
+    }
+
+    fn over(primary: Primary, prefix: &str) -> Self {
+        Self {
+            primary,
             subscriber: Arc::default(),
             prefix: prefix.to_owned(),
-        })
+            replica_acks: None,
+        }
+    }
+
+    /// Counts a take or a renewal only once `replicas` replicas have it (Redis' `WAIT`,
+    /// in the same pipeline as the script, so it covers exactly that write), waiting up
+    /// to `timeout` for them. A take that fewer replicas acknowledged is released and
+    /// reported as a transient error; such a renewal is a transient error, so the guard's
+    /// validity is not extended by a write a failover could lose.
+    ///
+    /// With as many replicas as Sentinel may promote, an acknowledged take survives a
+    /// failover; writes of your own (`fenced_set`) are not covered.
+    pub fn with_replica_acks(self, replicas: usize, timeout: Duration) -> Self {
+        Self {
+            replica_acks: Some((replicas, timeout)),
+            ..self
+        }
     }
 
     /// The keys of lock `name`.
@@ -125,21 +170,66 @@ impl RedisBackend {
         self.keys(name).lock
     }
 
-    /// A connection to the same server, e.g. for fenced writes.
+    /// A connection to the server locks are on (with Sentinel: the primary now), e.g.
+    /// for fenced writes.
     pub fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
+        self.primary.connection()
+    }
+
+    /// Runs one script invocation on the primary; with replica acknowledgements, in a
+    /// pipeline with `WAIT`, and says how many replicas have the write.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &'static redis::Script,
+        invocation: redis::ScriptInvocation<'static>,
+        acknowledged: bool,
+    ) -> std::result::Result<(T, Option<usize>), redis::RedisError> {
+        match self.replica_acks.filter(|_| acknowledged) {
+            None => self
+                .primary
+                .call(
+                    |mut connection| async move { invocation.invoke_async(&mut connection).await },
+                )
+                .await
+                .map(|answer| (answer, None)),
+            Some((replicas, timeout)) => {
+                self.primary
+                    .call(|mut connection| async move {
+                        let (_, answer, acknowledged): (String, T, usize) = redis::pipe()
+                            .load_script(script)
+                            .invoke_script(&invocation)
+                            .cmd("WAIT")
+                            .arg(replicas)
+                            .arg(millis(timeout))
+                            .query_async(&mut connection)
+                            .await?;
+                        Ok((answer, Some(acknowledged)))
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// An error for a write fewer replicas acknowledged than required.
+    fn unacknowledged(&self, name: &LockName, what: &str, acknowledged: usize) -> Error {
+        let required = self.replica_acks.map_or(0, |(replicas, _)| replicas);
+        Error::transient(format!(
+            "cannot {what} of lock {name}: {acknowledged} of the {required} replicas required acknowledged it"
+        ))
     }
 
     /// Releases `name` if its value matches `matching` by `by` (`token` or `holder`):
     /// the one release script.
     async fn release_matching(&self, name: &LockName, by: &str, matching: &str) -> Result<Release> {
         let keys = self.keys(name);
-        let released: i64 = scripts::RELEASE
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation
             .key(&keys.lock)
             .key(&keys.channel)
             .arg(by)
-            .arg(matching)
-            .invoke_async(&mut self.connection.clone())
+            .arg(matching);
+        let (released, _): (i64, _) = self
+            .run(&scripts::RELEASE, invocation, false)
             .await
             .map_err(|e| lock_error(e, name.as_str(), "release the lock"))?;
         Ok(if released == 1 {
@@ -147,6 +237,15 @@ impl RedisBackend {
         } else {
             Release::NotHeld
         })
+    }
+}
+
+/// rustls cannot pick a provider by itself when a binary has both: ours is ring, set as
+/// rustls' process-wide default unless the binary installed one first.
+fn install_crypto_provider() {
+    #[cfg(feature = "tls-rustls")]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -209,13 +308,15 @@ fn info(name: &LockName, value: &str, pttl: i64) -> Result<LockInfo> {
 impl Backend for RedisBackend {
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
         let keys = self.keys(name);
-        let (taken, value, pttl): (i64, Vec<u8>, i64) = scripts::ACQUIRE
+        let mut invocation = scripts::ACQUIRE.prepare_invoke();
+        invocation
             .key(&keys.lock)
             .key(&keys.counter)
             .key(&keys.channel)
             .arg(millis(ttl))
-            .arg(holder)
-            .invoke_async(&mut self.connection.clone())
+            .arg(holder);
+        let ((taken, value, pttl), acknowledged): ((i64, Vec<u8>, i64), _) = self
+            .run(&scripts::ACQUIRE, invocation, true)
             .await
             .map_err(|e| lock_error(e, name.as_str(), "take the lock"))?;
         if taken == 0 {
@@ -226,6 +327,20 @@ impl Backend for RedisBackend {
             name: name.to_string(),
             reason: format!("the token counter gave {value:?}"),
         })?;
+        if let Some(acknowledged) = acknowledged
+            && acknowledged < self.replica_acks.map_or(0, |(replicas, _)| replicas)
+        {
+            // Not taken as far as a failover is concerned: undone, best effort (it
+            // expires by itself otherwise).
+            let token = FencingToken::new(token);
+            if let Err(error) = self
+                .release_matching(name, "token", &acquisition(token))
+                .await
+            {
+                tracing::debug!(%error, "releasing a take too few replicas acknowledged failed; it expires by itself");
+            }
+            return Err(self.unacknowledged(name, "take", acknowledged));
+        }
         Ok(Take::Acquired(Lease::new(
             name.clone(),
             holder,
@@ -236,13 +351,21 @@ impl Backend for RedisBackend {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Renew> {
-        let renewed: i64 = scripts::RENEW
+        let mut invocation = scripts::RENEW.prepare_invoke();
+        invocation
             .key(self.keys(&lease.name).lock)
             .arg(acquisition(lease.token))
-            .arg(millis(lease.ttl))
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(|e| lock_error(e, lease.name.as_str(), "renew the lock"))?;
+            .arg(millis(lease.ttl));
+        let (renewed, acknowledged): (i64, _) =
+            self.run(&scripts::RENEW, invocation, true)
+                .await
+                .map_err(|e| lock_error(e, lease.name.as_str(), "renew the lock"))?;
+        if renewed == 1
+            && let Some(acknowledged) = acknowledged
+            && acknowledged < self.replica_acks.map_or(0, |(replicas, _)| replicas)
+        {
+            return Err(self.unacknowledged(&lease.name, "renew", acknowledged));
+        }
         Ok(if renewed == 1 {
             Renew::Renewed(lease.clone())
         } else {
@@ -263,7 +386,7 @@ impl Backend for RedisBackend {
     /// then describes each.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         let pattern = format!("{}{{{}*}}", glob_escape(&self.prefix), glob_escape(prefix));
-        let mut connection = self.connection.clone();
+        let mut connection = self.primary.connection();
         let mut keys: Vec<String> = Vec::new();
         {
             let mut scan: AsyncIter<'_, String> = connection
@@ -298,9 +421,10 @@ impl Backend for RedisBackend {
     }
 
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>> {
-        let (held, value, pttl): (i64, Vec<u8>, i64) = scripts::DESCRIBE
-            .key(self.keys(name).lock)
-            .invoke_async(&mut self.connection.clone())
+        let mut invocation = scripts::DESCRIBE.prepare_invoke();
+        invocation.key(self.keys(name).lock);
+        let ((held, value, pttl), _): ((i64, Vec<u8>, i64), _) = self
+            .run(&scripts::DESCRIBE, invocation, false)
             .await
             .map_err(|e| lock_error(e, name.as_str(), "read the lock"))?;
         if held == 0 {
@@ -340,7 +464,10 @@ impl RedisBackend {
         name: &str,
         wakes: fn(&str) -> bool,
     ) -> Result<Changes> {
-        let receiver = self.subscriber.subscribe(&self.client, topic, name).await?;
+        let receiver = self
+            .subscriber
+            .subscribe(&self.primary.client(), topic, name)
+            .await?;
         let messages = futures::stream::unfold(receiver, move |mut receiver| async move {
             loop {
                 match receiver.recv().await {

@@ -66,6 +66,7 @@
 mod backend;
 mod error;
 mod fenced;
+mod primary;
 mod scripts;
 mod subscriber;
 

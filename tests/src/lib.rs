@@ -41,6 +41,7 @@ mod peer_network;
 mod process;
 mod proxy;
 mod redis;
+mod redis_sentinel;
 mod wait;
 mod widgets;
 
@@ -57,5 +58,6 @@ pub use peer_network::{PeerNetwork, PeerProxy};
 pub use process::{Served, Server, free_port, program};
 pub use proxy::Proxy;
 pub use redis::{Persistence, Redis, connect_redis};
+pub use redis_sentinel::{RedisSentinel, SERVICE};
 pub use wait::{eventually, waited};
 pub use widgets::{WIDGET_GROUP, Widget, widget_resource};

@@ -221,6 +221,13 @@ impl Server {
         self.start();
     }
 
+    /// Starts the server again on the same folder with `args` from now on.
+    pub fn restart_with(&mut self, args: Vec<OsString>) {
+        self.kill();
+        self.args = args;
+        self.start();
+    }
+
     /// Waits until `ready` says the server answers, failing with its log if it exits or
     /// takes longer than `limit`.
     pub async fn wait_until_ready<F, Fut>(&self, limit: Duration, mut ready: F)

@@ -1,0 +1,95 @@
+//! lock-redis with Redis Sentinel: a lock follows a failover to the promoted replica, and
+//! with replica acknowledgements a take counts only once the replica has it.
+
+use std::time::Duration;
+
+use lock_core::{Lock, Locks, Timing, conformance::unique_name};
+use lock_redis::RedisBackend;
+use lock_tests::{RedisSentinel, SERVICE};
+
+async fn backend(redis: &RedisSentinel) -> RedisBackend {
+    let urls = redis.sentinel_urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    RedisBackend::connect_sentinel(&urls, SERVICE)
+        .await
+        .expect("connected through Sentinel")
+}
+
+fn lock(backend: RedisBackend, name: &str, identity: &str, ttl: Duration) -> Lock {
+    Lock::builder(backend, name, identity)
+        .timing(Timing::new(ttl))
+        .build()
+        .expect("a valid lock")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_follows_a_failover_to_the_promoted_replica() {
+    let mut redis = RedisSentinel::start().await;
+    let backend = backend(&redis)
+        .await
+        .with_replica_acks(1, Duration::from_secs(1));
+    let name = unique_name("sentinel");
+    // A TTL longer than a failover (1 s to declare the primary down, then the election).
+    let guard = lock(backend.clone(), &name, "holder", Duration::from_secs(15))
+        .acquire()
+        .await
+        .expect("acquired on the primary");
+    let old = redis.primary().await;
+    redis.kill(old);
+    let promoted = redis.failed_over_from(old).await;
+    assert_ne!(promoted, old);
+    // Renewed on the promoted replica, which had the take (acknowledged by it).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(guard.is_valid(), "renewed on the new primary");
+    let held = Locks::new(backend.clone())
+        .holder(&name)
+        .await
+        .expect("read on the new primary")
+        .expect("still held");
+    assert_eq!(held.holder, "holder");
+    let token = guard.token();
+    guard.release().await.expect("released on the new primary");
+    redis.restart(old).await;
+    let next = lock(backend, &name, "next", Duration::from_secs(15))
+        .try_acquire()
+        .await
+        .expect("free");
+    assert!(
+        next.token() > token,
+        "the token counter survived the failover"
+    );
+    next.release().await.expect("released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_a_take_the_replica_did_not_get_is_refused_and_undone() {
+    let mut redis = RedisSentinel::start().await;
+    let backend = backend(&redis)
+        .await
+        .with_replica_acks(1, Duration::from_millis(300));
+    let ttl = Duration::from_secs(15);
+    let first = lock(backend.clone(), &unique_name("acked"), "holder", ttl)
+        .try_acquire()
+        .await
+        .expect("the replica acknowledged it");
+    first.release().await.expect("released");
+
+    let primary = redis.primary().await;
+    redis.kill(1 - primary);
+    let name = unique_name("unacked");
+    let refused = lock(backend.clone(), &name, "holder", ttl)
+        .try_acquire()
+        .await
+        .expect_err("no replica to acknowledge it");
+    let message = refused.to_string();
+    assert!(
+        message.contains("0 of the 1 replicas"),
+        "says why: {message}"
+    );
+    assert!(refused.is_transient(), "{message}");
+    let left = Locks::new(backend).holder(&name).await.expect("read");
+    assert!(
+        left.is_none(),
+        "the unacknowledged take was undone: {left:?}"
+    );
+}

@@ -1,0 +1,245 @@
+//! Redis as users run it for failover: a primary, a replica, and three Sentinels that
+//! promote the replica when the primary dies.
+
+use std::{ffi::OsString, path::Path, time::Duration};
+
+use crate::process::{Server, free_port, program};
+
+/// The name the Sentinels monitor the primary by.
+pub const SERVICE: &str = "lock-tests";
+
+/// A Redis primary and replica (each with an fsynced append-only file) and three
+/// Sentinels on 127.0.0.1, stopped on drop. Sentinels declare the primary down after
+/// 1 s without an answer and promote the replica; [`restart`](RedisSentinel::restart)
+/// brings a killed server back as a replica of the current primary, as an operator's
+/// start-up script that asks Sentinel first does.
+///
+/// ```no_run
+/// use lock_tests::RedisSentinel;
+///
+/// # #[tokio::main] async fn main() {
+/// let mut redis = RedisSentinel::start().await;
+/// let primary = redis.primary().await;
+/// redis.kill(primary);
+/// let promoted = redis.failed_over_from(primary).await;
+/// redis.restart(primary).await;  // a replica of `promoted` now
+/// # drop(promoted); }
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinel {
+    servers: Vec<Server>,
+    ports: Vec<u16>,
+    sentinels: Vec<Server>,
+    sentinel_ports: Vec<u16>,
+}
+
+impl RedisSentinel {
+    /// Starts the primary (server 0), its replica (server 1) and the Sentinels, and
+    /// waits until the replica is in sync and every Sentinel knows the others.
+    pub async fn start() -> Self {
+        let redis_server = program("redis-server", "apt-get install redis-server");
+        let ports = vec![free_port(), free_port()];
+        let mut servers = Vec::new();
+        for (index, &port) in ports.iter().enumerate() {
+            let replica_of = (index > 0).then_some(ports[0]);
+            let dir = Server::make_dir("redis-ha");
+            let args = server_args(port, &dir, replica_of);
+            servers.push(Server::spawn(
+                &format!("redis-{index}"),
+                redis_server.clone(),
+                args,
+                dir,
+            ));
+        }
+        let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut sentinels = Vec::new();
+        for (index, &port) in sentinel_ports.iter().enumerate() {
+            let dir = Server::make_dir("redis-sentinel");
+            let config = dir.join("sentinel.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                     sentinel monitor {SERVICE} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {SERVICE} 1000\n\
+                     sentinel failover-timeout {SERVICE} 4000\n\
+                     sentinel parallel-syncs {SERVICE} 1\n",
+                    dir.display(),
+                    ports[0]
+                ),
+            )
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
+            let args = vec![config.into_os_string(), OsString::from("--sentinel")];
+            sentinels.push(Server::spawn(
+                &format!("redis-sentinel-{index}"),
+                redis_server.clone(),
+                args,
+                dir,
+            ));
+        }
+        let redis = Self {
+            servers,
+            ports,
+            sentinels,
+            sentinel_ports,
+        };
+        redis.wait_until_ready().await;
+        redis
+    }
+
+    async fn wait_until_ready(&self) {
+        for (index, server) in self.servers.iter().enumerate() {
+            let port = self.ports[index];
+            server
+                .wait_until_ready(Duration::from_secs(30), || async move {
+                    info(port, "replication").await.is_some_and(|replication| {
+                        replication.contains("role:master")
+                            || replication.contains("master_link_status:up")
+                    })
+                })
+                .await;
+        }
+        for (index, sentinel) in self.sentinels.iter().enumerate() {
+            let port = self.sentinel_ports[index];
+            sentinel
+                .wait_until_ready(Duration::from_secs(30), || async move {
+                    // Knows the replica and the two other Sentinels.
+                    let master = command(port, &["SENTINEL", "MASTER", SERVICE]).await;
+                    master.is_some_and(|fields| {
+                        field(&fields, "num-other-sentinels") == Some("2")
+                            && field(&fields, "num-slaves") == Some("1")
+                    })
+                })
+                .await;
+        }
+    }
+
+    /// The Sentinels' URLs, `redis://127.0.0.1:PORT`.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinel_ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// Server `index`'s port.
+    pub fn port(&self, index: usize) -> u16 {
+        self.ports[index]
+    }
+
+    /// The server the Sentinels name as primary now (as the first Sentinel that answers
+    /// says).
+    pub async fn primary(&self) -> usize {
+        for &port in &self.sentinel_ports {
+            let named = command(port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]).await;
+            if let Some([_, named_port]) = named.as_deref()
+                && let Some(index) = self.ports.iter().position(|p| p.to_string() == *named_port)
+            {
+                return index;
+            }
+        }
+        panic!("no Sentinel names a primary of {SERVICE}");
+    }
+
+    /// Waits (up to 30 s) until the Sentinels name another primary than `old`, and
+    /// returns it.
+    pub async fn failed_over_from(&self, old: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let primary = self.primary().await;
+            if primary != old {
+                return primary;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Sentinel did not fail over from server {old} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills server `index` (SIGKILL), keeping its files.
+    pub fn kill(&mut self, index: usize) {
+        self.servers[index].kill();
+    }
+
+    /// Starts server `index` again on its files, as a replica of the primary the
+    /// Sentinels name now; returns once it is in sync.
+    pub async fn restart(&mut self, index: usize) {
+        let primary = self.primary().await;
+        let server = &mut self.servers[index];
+        let args = server_args(self.ports[index], server.dir(), Some(self.ports[primary]));
+        server.restart_with(args);
+        let port = self.ports[index];
+        self.servers[index]
+            .wait_until_ready(Duration::from_secs(30), || async move {
+                info(port, "replication")
+                    .await
+                    .is_some_and(|replication| replication.contains("master_link_status:up"))
+            })
+            .await;
+    }
+}
+
+/// A Redis server's arguments: on `port`, its files in `dir`, every write fsynced, a
+/// replica of the server on `replica_of` if given.
+fn server_args(port: u16, dir: &Path, replica_of: Option<u16>) -> Vec<OsString> {
+    let mut args = vec![
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--port".to_owned(),
+        port.to_string(),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+        "--save".to_owned(),
+        String::new(),
+        "--appendonly".to_owned(),
+        "yes".to_owned(),
+        "--appendfsync".to_owned(),
+        "always".to_owned(),
+        "--protected-mode".to_owned(),
+        "no".to_owned(),
+    ];
+    if let Some(primary) = replica_of {
+        args.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.to_string(),
+        ]);
+    }
+    args.into_iter().map(OsString::from).collect()
+}
+
+/// `INFO section` of the server on `port`.
+async fn info(port: u16, section: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut connection)
+        .await
+        .ok()
+}
+
+/// A command's answer as a list of strings, from the server (or Sentinel) on `port`.
+async fn command(port: u16, words: &[&str]) -> Option<Vec<String>> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let mut command = redis::cmd(words[0]);
+    for word in &words[1..] {
+        command.arg(*word);
+    }
+    tokio::time::timeout(Duration::from_secs(1), command.query_async(&mut connection))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The value after `name` in a flat list of field names and values.
+fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+    fields
+        .chunks(2)
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair.get(1))
+        .map(String::as_str)
+}
