@@ -29,7 +29,7 @@ async fn a_lock_follows_a_failover_to_the_promoted_replica() {
         .await
         .with_replica_acks(1, Duration::from_secs(1));
     let name = unique_name("sentinel");
-    // A TTL longer than a failover (1 s to declare the primary down, then the election).
+    // A TTL longer than a failover (0.5 s to declare the primary down, then the election).
     let guard = lock(backend.clone(), &name, "holder", Duration::from_secs(15))
         .acquire()
         .await

@@ -3,14 +3,17 @@
 
 use std::{ffi::OsString, path::Path, time::Duration};
 
-use crate::process::{Server, free_port, program};
+use crate::{
+    process::{Server, free_port, program},
+    proxy::Proxy,
+};
 
 /// The name the Sentinels monitor the primary by.
 pub const SERVICE: &str = "lock-tests";
 
 /// A Redis primary and replica (each with an fsynced append-only file) and three
 /// Sentinels on 127.0.0.1, stopped on drop. Sentinels declare the primary down after
-/// 1 s without an answer and promote the replica; [`restart`](RedisSentinel::restart)
+/// 0.5 s without an answer and promote the replica; [`restart`](RedisSentinel::restart)
 /// brings a killed server back as a replica of the current primary, as an operator's
 /// start-up script that asks Sentinel first does.
 ///
@@ -27,6 +30,8 @@ pub const SERVICE: &str = "lock-tests";
 /// ```
 #[derive(Debug)]
 pub struct RedisSentinel {
+    /// The first replica's replication link to the first primary.
+    replication: Proxy,
     servers: Vec<Server>,
     ports: Vec<u16>,
     sentinels: Vec<Server>,
@@ -39,9 +44,10 @@ impl RedisSentinel {
     pub async fn start() -> Self {
         let redis_server = program("redis-server", "apt-get install redis-server");
         let ports = vec![free_port(), free_port()];
+        let replication = Proxy::to_port(ports[0]).await;
         let mut servers = Vec::new();
         for (index, &port) in ports.iter().enumerate() {
-            let replica_of = (index > 0).then_some(ports[0]);
+            let replica_of = (index > 0).then_some(replication.port());
             let dir = Server::make_dir("redis-ha");
             let args = server_args(port, &dir, replica_of);
             servers.push(Server::spawn(
@@ -61,7 +67,7 @@ impl RedisSentinel {
                 format!(
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
                      sentinel monitor {SERVICE} 127.0.0.1 {} 2\n\
-                     sentinel down-after-milliseconds {SERVICE} 1000\n\
+                     sentinel down-after-milliseconds {SERVICE} 500\n\
                      sentinel failover-timeout {SERVICE} 4000\n\
                      sentinel parallel-syncs {SERVICE} 1\n",
                     dir.display(),
@@ -78,6 +84,7 @@ impl RedisSentinel {
             ));
         }
         let redis = Self {
+            replication,
             servers,
             ports,
             sentinels,
@@ -156,6 +163,13 @@ impl RedisSentinel {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Delays the replica's replication from the first primary by `latency` each way,
+    /// as a replica in another zone lags: the primary acknowledges writes the replica
+    /// does not have yet.
+    pub fn set_replication_latency(&self, latency: std::time::Duration) {
+        self.replication.set_latency(latency);
     }
 
     /// Kills server `index` (SIGKILL), keeping its files.

@@ -16,6 +16,7 @@ use lock_core::{Error, FencedRegister, FencingToken, Lock};
 use crate::{
     check::Entry,
     history::{History, Outcome, Target, Term, Write},
+    scenario::Plan,
     system::{Route, Store, System, timing},
 };
 
@@ -126,9 +127,10 @@ pub fn spawn(
     system: Arc<dyn System>,
     route: Route,
     name: String,
-    ttl: Duration,
+    plan: &Plan,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
+    let (ttl, hold) = (plan.ttl, plan.hold);
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -140,13 +142,19 @@ pub fn spawn(
                 .timing(timing(ttl))
                 .build()
                 .expect("a valid lock");
-            run(index, &lock, store.as_deref(), &shared).await;
+            run(index, &lock, store.as_deref(), hold, &shared).await;
         });
     })
 }
 
 /// The contender's loop on `lock`, writing to the backend's `store` too if it has one.
-async fn run(index: usize, lock: &Lock, store: Option<&dyn Store>, shared: &Shared) {
+async fn run(
+    index: usize,
+    lock: &Lock,
+    store: Option<&dyn Store>,
+    hold: Duration,
+    shared: &Shared,
+) {
     let ttl = lock.timing().ttl();
     while !shared.stopped() {
         let guard = match lock.acquire_timeout(ACQUIRE_WAIT).await {
@@ -177,6 +185,9 @@ async fn run(index: usize, lock: &Lock, store: Option<&dyn Store>, shared: &Shar
             // Acting now, on the strength of the check above.
             term.to = Instant::now();
             write(shared, index, token, store, ttl).await;
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
         }
         if shared.holder() == Some(index) {
             shared.set_holder(None);

@@ -43,7 +43,7 @@ pub use system::System;
 use systems::kube::{KubeSystem, Written};
 
 /// The backends, in table order: single servers, then the topologies users run.
-pub const BACKENDS: [&str; 8] = [
+pub const BACKENDS: [&str; 10] = [
     "memory",
     "kube",
     "kube-apply",
@@ -52,6 +52,8 @@ pub const BACKENDS: [&str; 8] = [
     "redis",
     "etcd-cluster",
     "kube-ha",
+    "redis-sentinel",
+    "redis-sentinel-acks",
 ];
 
 /// Starts `backend`'s server (none for memory).
@@ -65,6 +67,12 @@ pub async fn start(backend: &str) -> Arc<dyn System> {
         "redis" => Arc::new(systems::redis::RedisSystem::start().await),
         "etcd-cluster" => Arc::new(systems::etcd_cluster::EtcdClusterSystem::start().await),
         "kube-ha" => Arc::new(systems::kube_ha::KubeHaSystem::start().await),
+        "redis-sentinel" => {
+            Arc::new(systems::redis_sentinel::RedisSentinelSystem::start(false).await)
+        }
+        "redis-sentinel-acks" => {
+            Arc::new(systems::redis_sentinel::RedisSentinelSystem::start(true).await)
+        }
         other => panic!("unknown backend {other:?}; pick from {BACKENDS:?}"),
     }
 }

@@ -123,4 +123,11 @@ pub enum Bounds {
     /// Built to make guards overlap: the overlap must be found, and fencing must reject
     /// the late write that the unfenced log accepts.
     Demonstration,
+    /// The lock's record survives the fault (guards never overlap, tokens stay in
+    /// order), but the fenced store on the same server may lose writes: what the store
+    /// suffered is shown, not asserted.
+    LockWithin,
+    /// Beyond what the backend promises: the row shows what happened (overlaps, lost
+    /// writes, stale writes accepted, tokens out of order); nothing is asserted.
+    Shown,
 }

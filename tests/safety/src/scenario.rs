@@ -26,6 +26,9 @@ pub struct Plan {
     pub calm: Duration,
     /// How long each fault lasts (longer than the TTL).
     pub fault_for: Duration,
+    /// How long a holder works after each write before its next check (zero: at once);
+    /// longer than the renewal interval, terms outlive renewals.
+    pub hold: Duration,
 }
 
 impl Plan {
@@ -37,6 +40,7 @@ impl Plan {
             rounds: 1,
             calm: Duration::from_secs(1),
             fault_for: Duration::from_secs(3),
+            hold: Duration::ZERO,
         }
     }
 
@@ -75,17 +79,21 @@ impl Row {
     /// can fail) and only fencing stopped it (the unfenced log took a stale write).
     pub fn passed(&self) -> bool {
         let v = &self.verdict;
-        v.safe()
-            && match self.bounds {
-                Bounds::Within => v.overlaps == 0,
-                Bounds::Beyond => true,
-                Bounds::Demonstration => v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0,
+        match self.bounds {
+            Bounds::Within => v.safe() && v.overlaps == 0,
+            Bounds::Beyond => v.safe(),
+            Bounds::Demonstration => {
+                v.safe() && v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0
             }
+            Bounds::LockWithin => v.overlaps == 0 && v.token_order == 0 && v.unrecovered == 0,
+            Bounds::Shown => true,
+        }
     }
 }
 
 /// Runs `nemesis` against `system` and checks the history.
 pub async fn run(system: Arc<dyn System>, nemesis: Nemesis, plan: &Plan) -> Row {
+    let plan = &system.plan(plan);
     let name = lock_core::conformance::unique_name("safety");
     system.prepare(&name).await;
     let shared = Arc::new(Shared::default());
@@ -98,7 +106,7 @@ pub async fn run(system: Arc<dyn System>, nemesis: Nemesis, plan: &Plan) -> Row 
         .enumerate()
         .map(|(index, link)| {
             let (system, shared) = (system.clone(), shared.clone());
-            spawn(index, system, link.route(), name.clone(), plan.ttl, shared)
+            spawn(index, system, link.route(), name.clone(), plan, shared)
         })
         .collect();
 

@@ -8,7 +8,10 @@ use lock_core::{Backend, Faulty, FencingToken, MemoryBackend};
 use lock_tests::{Proxy, Served};
 use tokio::sync::Mutex;
 
-use crate::nemesis::{Bounds, Nemesis};
+use crate::{
+    nemesis::{Bounds, Nemesis},
+    scenario::Plan,
+};
 
 /// A backend's own fenced store: a register on the server written with the backend's
 /// fenced-write helper.
@@ -127,6 +130,11 @@ pub trait System: Send + Sync + 'static {
     /// to survive.
     fn supports(&self, nemesis: Nemesis) -> bool {
         nemesis != Nemesis::DataLoss && !nemesis.of_topology()
+    }
+
+    /// The plan this backend runs `plan` as: by default `plan` itself.
+    fn plan(&self, plan: &Plan) -> Plan {
+        plan.clone()
     }
 
     /// What `nemesis` means for the guards on this backend: by default the nemesis' own

@@ -21,12 +21,33 @@ pub fn line(row: &Row) -> String {
         (Some(gap), _) => format!("{} ms", gap.as_millis()),
         (None, _) => "–".to_owned(),
     };
+    let broken = || {
+        let broken: Vec<String> = [
+            (v.overlaps, "overlaps"),
+            (v.token_order, "tokens out of order"),
+            (v.lost, "lost"),
+            (v.stale, "stale accepted"),
+        ]
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
+        if broken.is_empty() {
+            "nothing broke in this run".to_owned()
+        } else {
+            broken.join(", ")
+        }
+    };
     let verdict = match (row.passed(), row.bounds) {
-        (false, _) => "FAILED",
-        (true, Bounds::Within) => "ok",
-        (true, Bounds::Beyond) if v.overlaps > 0 => "ok: guards overlapped, fencing held",
-        (true, Bounds::Beyond) => "ok",
-        (true, Bounds::Demonstration) => "ok: overlap caught, fencing rejected it",
+        (false, _) => "FAILED".to_owned(),
+        (true, Bounds::Within) => "ok".to_owned(),
+        (true, Bounds::Beyond) if v.overlaps > 0 => {
+            "ok: guards overlapped, fencing held".to_owned()
+        }
+        (true, Bounds::Beyond) => "ok".to_owned(),
+        (true, Bounds::Demonstration) => "ok: overlap caught, fencing rejected it".to_owned(),
+        (true, Bounds::LockWithin) => format!("ok: lock held; store: {}", broken()),
+        (true, Bounds::Shown) => format!("shown: {}", broken()),
     };
     let mut line = String::new();
     let _ = write!(

@@ -6,3 +6,4 @@ pub mod kube;
 pub mod kube_ha;
 pub mod memory;
 pub mod redis;
+pub mod redis_sentinel;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use lock_core::{Error, FencingToken};
 use lock_redis::{RedisBackend, fenced_set};
 use lock_tests::{Persistence, Redis};
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 
 use crate::{
     nemesis::Nemesis,
@@ -36,15 +36,17 @@ async fn backend(port: u16) -> RedisBackend {
         .expect("connect to Redis")
 }
 
-struct KeyStore {
-    connection: ConnectionManager,
+/// The register of lock `name`: a key written with `fenced_set` on the server the
+/// backend's locks are on (with Sentinel: the primary at the time of the write).
+pub(crate) struct KeyStore {
+    backend: RedisBackend,
     key: String,
 }
 
 impl KeyStore {
-    fn new(backend: &RedisBackend, name: &str) -> Self {
+    pub(crate) fn new(backend: &RedisBackend, name: &str) -> Self {
         Self {
-            connection: backend.connection(),
+            backend: backend.clone(),
             key: format!("safety:{name}"),
         }
     }
@@ -53,12 +55,12 @@ impl KeyStore {
 #[async_trait]
 impl Store for KeyStore {
     async fn write(&self, token: FencingToken, op: u64) -> lock_core::Result<()> {
-        fenced_set(&mut self.connection.clone(), &self.key, op, token).await
+        fenced_set(&mut self.backend.connection(), &self.key, op, token).await
     }
 
     async fn read(&self) -> lock_core::Result<Option<u64>> {
-        self.connection
-            .clone()
+        self.backend
+            .connection()
             .get(&self.key)
             .await
             .map_err(|error| Error::transient(format!("cannot read {}: {error}", self.key)))
