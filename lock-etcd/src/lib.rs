@@ -21,8 +21,15 @@
 //!
 //! # In production
 //!
-//! Several endpoints, TLS, user/password authentication and timeouts are options of the
-//! `etcd_client::Client` you give the backend:
+//! For a cluster, [`EtcdBackend::connect`] takes every member's URL and makes a client
+//! per member, one in use: a request the member in use cannot answer (down, hanging
+//! past the lock's request timeout, or without a leader) goes to the next member. (A
+//! single etcd-client `Client` of several endpoints balances over all of them and keeps
+//! sending part of the requests to a member that is down; measured on a three-member
+//! cluster, half of the renewals failed after one member died.) Every read and
+//! ownership check lock-etcd makes is linearizable, so a member cut off from its peers
+//! confirms nothing from its own state. TLS, user/password authentication and timeouts
+//! are options of the connection:
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -34,11 +41,17 @@
 //!     .with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(std::fs::read("ca.pem")?)))
 //!     .with_connect_timeout(Duration::from_secs(2))
 //!     .with_timeout(Duration::from_secs(5));
-//! let endpoints = ["https://etcd-0:2379", "https://etcd-1:2379", "https://etcd-2:2379"];
-//! let client = etcd_client::Client::connect(endpoints, Some(options)).await?;
-//! let backend = lock_etcd::EtcdBackend::with_prefix(client, "my-app/locks/");
+//! let members = ["https://etcd-0:2379", "https://etcd-1:2379", "https://etcd-2:2379"];
+//! let backend = lock_etcd::EtcdBackend::connect(members, Some(options))
+//!     .await?
+//!     .prefixed("my-app/locks/");
 //! # drop(backend); Ok(()) }
 //! ```
+//!
+//! Run etcd with `--pre-vote` (the default from etcd 3.5): without it, a member that was
+//! cut off deposes the leader when it comes back, and locks wait out the election. The
+//! safety suite's `etcd-cluster` rows (SAFETY.md) kill the leader and cut it off from its
+//! peers while locks are held.
 //!
 //! The lock's TTL must be at least etcd's minimum lease TTL (2 s with etcd's default
 //! heartbeat and election timeout); a shorter one is an [`Unsupported`] error rather

@@ -26,6 +26,20 @@
 //! server whose certificate a private CA signed, or that asks for a client certificate,
 //! give them to [`RedisBackend::connect_with_tls`] (`tls-rustls`).
 //!
+//! # Sentinel
+//!
+//! [`RedisBackend::connect_sentinel`] takes the Sentinels' URLs and the name they monitor
+//! the primary by, and follows a failover: after a command fails in a way that says the
+//! server may no longer be the primary, it asks the Sentinels again. Redis replicates
+//! asynchronously, so a failover can lose the last takes and renewals: then a holder
+//! whose take was lost still trusts its guard while another takes the lock.
+//! [`RedisBackend::with_replica_acks`] counts a take or a renewal only once that many
+//! replicas have it (`WAIT` in the same pipeline), which closes that window when every
+//! replica Sentinel may promote is counted. Fenced writes of your own (`fenced_set`) are
+//! not covered: a failover can lose them and their high-water mark, so keep the store you
+//! fence somewhere that does not fail over asynchronously, or accept that window.
+//! SAFETY.md has the measured rows (`redis-sentinel`, `redis-sentinel-acks`).
+//!
 //! # Fencing tokens and durability
 //!
 //! A token is `max(counter + 1, server time in µs)`, written back to a counter key with

@@ -47,12 +47,7 @@ impl Primary {
 
     /// A Sentinel client of `sentinels` (URLs) for the primary of service `name`.
     pub(crate) fn sentinel(sentinels: &[&str], name: &str) -> Result<SentinelClient, RedisError> {
-        SentinelClient::build(
-            sentinels.to_vec(),
-            name.to_owned(),
-            None,
-            SentinelServerType::Master,
-        )
+        SentinelClient::build(sentinels.to_vec(), name, None, SentinelServerType::Master)
     }
 
     /// A connection to the current primary.

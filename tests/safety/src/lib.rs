@@ -14,7 +14,11 @@
 //! The [nemeses](Nemesis): holder cut off or blackholed, holder paused past the TTL,
 //! server paused past the TTL, server killed and restarted, latency, Redis restarted
 //! with all its data lost, and one out-of-bounds pause between a validity check and
-//! the write it allows.
+//! the write it allows. On the topologies users run (`etcd-cluster`: three etcd
+//! members; `kube-ha`: two apiservers over them; `redis-sentinel` and
+//! `redis-sentinel-acks`: a primary, a lagging replica and three Sentinels): the etcd
+//! leader killed or cut off from its peers, the holder's apiserver killed, paused or
+//! slowed on its way to etcd, and the Redis primary killed (Sentinel fails over).
 //!
 //! The [checkers](check): no fenced store accepts a stale write; no acknowledged
 //! write is lost; a later acquisition has a larger token; no two holders act at the
@@ -24,7 +28,8 @@
 //! write), the overlap must be caught and the stale write rejected by fencing, while the
 //! unfenced log accepted it: proof that the checkers can fail.
 //!
-//! Run: `cargo run --release -p lock-safety -- [--long] [memory|kube|kube-apply|kube-status|etcd|redis ...]`
+//! Run: `cargo run --release -p lock-safety -- [--long] [BACKEND ...]`, with backends of
+//! [`BACKENDS`].
 
 pub mod check;
 mod contender;
