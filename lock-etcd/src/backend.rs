@@ -281,8 +281,7 @@ impl Backend for EtcdBackend {
         let kept = self
             .members
             .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
-            .await
-            .map_err(|e| lock_error(e, "keep the etcd lease alive"));
+            .await;
         let key = self.key(&lease.name);
         let token = i64::try_from(lease.token.get()).unwrap_or_default();
         // Our acquisition, still attached to our etcd lease (a foreign put can move
@@ -303,7 +302,9 @@ impl Backend for EtcdBackend {
             self.revoke(lease_id).await;
             return Ok(Renew::NotHeld);
         }
-        kept?;
+        // The key is still ours, so a failed keep-alive (its stream broken by a member
+        // that died, say) is worth another try, whatever its error said.
+        kept.map_err(|error| Error::backend("cannot keep the etcd lease alive", true, error))?;
         Ok(Renew::Renewed(lease.clone()))
     }
 

@@ -57,8 +57,10 @@ impl Members {
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut last = None;
-        for _ in 0..self.clients.len() {
-            let index = self.current.load(Ordering::Relaxed) % self.clients.len();
+        // From the member in use, each member once, whatever other requests do meanwhile.
+        let start = self.current.load(Ordering::Relaxed);
+        for offset in 0..self.clients.len() {
+            let index = (start + offset) % self.clients.len();
             let attempt = Attempt {
                 members: self,
                 index,
@@ -112,8 +114,9 @@ impl Drop for Attempt<'_> {
 fn unreachable(error: &Error) -> bool {
     match error {
         Error::TransportError(_) | Error::IoError(_) => true,
+        // Cancelled 1 (tonic's own request timeout, `ConnectOptions::with_timeout`),
         // DeadlineExceeded 4, Unavailable 14.
-        Error::GRpcStatus(status) => matches!(status.code() as i32, 4 | 14),
+        Error::GRpcStatus(status) => matches!(status.code() as i32, 1 | 4 | 14),
         _ => false,
     }
 }

@@ -11,7 +11,8 @@ use lock_tests::{EtcdCluster, MEMBERS};
 
 fn lock(backend: EtcdBackend, name: &str, identity: &str) -> Lock {
     Lock::builder(backend, name, identity)
-        .timing(Timing::new(Duration::from_secs(3)))
+        // Longer than an election (about 1 s) and its retries, on a loaded machine too.
+        .timing(Timing::new(Duration::from_secs(6)))
         .build()
         .expect("a valid lock")
 }
@@ -38,7 +39,7 @@ async fn a_lock_on_every_member_survives_each_member_dying_in_turn() {
         let killed = std::time::Instant::now();
         // Two TTLs with one member down: renewed through the others.
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(6)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(12)) => {}
             reason = guard.lost() => panic!("lost {:?} after killing member {member}: {reason:?}", killed.elapsed()),
         }
         assert!(

@@ -141,8 +141,9 @@ impl RedisBackend {
     }
 
     /// Counts a take or a renewal only once `replicas` replicas have it (Redis' `WAIT`,
-    /// in the same pipeline as the script, so it covers exactly that write), waiting up
-    /// to `timeout` for them. A take that fewer replicas acknowledged is released and
+    /// in the same pipeline as the script, on a connection of its own, so it covers that
+    /// write), waiting up to `timeout` for them; keep `timeout` below the lock's request
+    /// timeout (by default a third of the TTL). A take that fewer replicas acknowledged is released and
     /// reported as a transient error; such a renewal is a transient error, so the guard's
     /// validity is not extended by a write a failover could lose.
     ///
@@ -194,7 +195,7 @@ impl RedisBackend {
                 .map(|answer| (answer, None)),
             Some((replicas, timeout)) => {
                 self.primary
-                    .call(|mut connection| async move {
+                    .call_waiting(timeout, |mut connection| async move {
                         let (_, answer, acknowledged): (String, T, usize) = redis::pipe()
                             .load_script(script)
                             .invoke_script(&invocation)
@@ -210,8 +211,10 @@ impl RedisBackend {
         }
     }
 
-    /// An error for a write fewer replicas acknowledged than required.
-    fn unacknowledged(&self, name: &LockName, what: &str, acknowledged: usize) -> Error {
+    /// An error for a write fewer replicas acknowledged than required. The server may
+    /// have been cut off from its replicas, or demoted: Sentinel is asked again.
+    async fn unacknowledged(&self, name: &LockName, what: &str, acknowledged: usize) -> Error {
+        self.primary.follow().await;
         let required = self.replica_acks.map_or(0, |(replicas, _)| replicas);
         Error::transient(format!(
             "cannot {what} of lock {name}: {acknowledged} of the {required} replicas required acknowledged it"
@@ -339,7 +342,7 @@ impl Backend for RedisBackend {
             {
                 tracing::debug!(%error, "releasing a take too few replicas acknowledged failed; it expires by itself");
             }
-            return Err(self.unacknowledged(name, "take", acknowledged));
+            return Err(self.unacknowledged(name, "take", acknowledged).await);
         }
         Ok(Take::Acquired(Lease::new(
             name.clone(),
@@ -364,7 +367,9 @@ impl Backend for RedisBackend {
             && let Some(acknowledged) = acknowledged
             && acknowledged < self.replica_acks.map_or(0, |(replicas, _)| replicas)
         {
-            return Err(self.unacknowledged(&lease.name, "renew", acknowledged));
+            return Err(self
+                .unacknowledged(&lease.name, "renew", acknowledged)
+                .await);
         }
         Ok(if renewed == 1 {
             Renew::Renewed(lease.clone())

@@ -8,9 +8,12 @@ use std::{
 
 use redis::{
     Client, RedisError,
-    aio::ConnectionManager,
+    aio::{ConnectionManager, ConnectionManagerConfig},
     sentinel::{SentinelClient, SentinelServerType},
 };
+
+/// How much longer than a `WAIT`'s own timeout its answer may take to arrive.
+const RESPONSE_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Where commands go; clones share it.
 #[derive(Clone)]
@@ -20,18 +23,21 @@ pub(crate) struct Primary {
     sentinel: Option<Arc<tokio::sync::Mutex<SentinelClient>>>,
 }
 
-/// One server and a connection to it.
+/// One server, a connection to it, and one for writes that wait for replicas.
 #[derive(Clone)]
 struct Server {
     client: Client,
     connection: ConnectionManager,
+    /// Made on first use: `WAIT` holds a connection until the replicas answer, longer
+    /// than the other commands' response timeout, and would hold up what shares it.
+    waiting: Arc<tokio::sync::OnceCell<ConnectionManager>>,
 }
 
 impl Primary {
     /// Always the server of `client`.
     pub(crate) async fn fixed(client: Client) -> Result<Self, RedisError> {
         Ok(Self {
-            current: Arc::new(RwLock::new(Server::connect(client).await?)),
+            current: Arc::new(RwLock::new(Server::connect(client, false).await?)),
             sentinel: None,
         })
     }
@@ -40,7 +46,7 @@ impl Primary {
     pub(crate) async fn named_by(mut sentinel: SentinelClient) -> Result<Self, RedisError> {
         let client = sentinel.async_get_client().await?;
         Ok(Self {
-            current: Arc::new(RwLock::new(Server::connect(client).await?)),
+            current: Arc::new(RwLock::new(Server::connect(client, true).await?)),
             sentinel: Some(Arc::new(tokio::sync::Mutex::new(sentinel))),
         })
     }
@@ -53,6 +59,46 @@ impl Primary {
     /// A connection to the current primary.
     pub(crate) fn connection(&self) -> ConnectionManager {
         self.server().connection
+    }
+
+    /// Runs `command` like [`call`](Primary::call), on the current primary's connection
+    /// for writes that wait for replicas, whose answers may take up to `wait`.
+    pub(crate) async fn call_waiting<T, F, Fut>(
+        &self,
+        wait: std::time::Duration,
+        command: F,
+    ) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let server = self.server();
+        let connection = server
+            .waiting
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(wait + RESPONSE_MARGIN));
+                server
+                    .client
+                    .get_connection_manager_with_config(config)
+                    .await
+            })
+            .await;
+        let pending = Pending {
+            primary: self,
+            ended: false,
+        };
+        let result = match connection {
+            Ok(connection) => command(connection.clone()).await,
+            Err(error) => Err(error),
+        };
+        pending.end();
+        if let Err(error) = &result
+            && moved(error)
+        {
+            self.follow().await;
+        }
+        result
     }
 
     /// The current primary's client (for pub/sub connections).
@@ -76,7 +122,12 @@ impl Primary {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        let pending = Pending {
+            primary: self,
+            ended: false,
+        };
         let result = command(self.connection()).await;
+        pending.end();
         if let Err(error) = &result
             && self.sentinel.is_some()
             && moved(error)
@@ -86,8 +137,9 @@ impl Primary {
         result
     }
 
-    /// Connects to the server Sentinel names now, if it is another one.
-    async fn follow(&self) {
+    /// Connects to the server Sentinel names now, if it is another one (nothing without
+    /// Sentinel).
+    pub(crate) async fn follow(&self) {
         let Some(sentinel) = &self.sentinel else {
             return;
         };
@@ -102,7 +154,7 @@ impl Primary {
         if named.get_connection_info().addr() == current.get_connection_info().addr() {
             return;
         }
-        match Server::connect(named).await {
+        match Server::connect(named, true).await {
             Ok(server) => {
                 tracing::debug!(primary = %server.client.get_connection_info().addr(), "following the new Redis primary");
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = server;
@@ -112,10 +164,50 @@ impl Primary {
     }
 }
 
+/// A command on the primary: dropped before it ended (the caller's timeout over a
+/// server that does not answer, as a dead primary's reconnecting connection does not),
+/// it asks Sentinel in the background, so the next command may go to a new primary.
+struct Pending<'a> {
+    primary: &'a Primary,
+    ended: bool,
+}
+
+impl Pending<'_> {
+    fn end(mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.ended || self.primary.sentinel.is_none() {
+            return;
+        }
+        let primary = self.primary.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { primary.follow().await });
+        }
+    }
+}
+
 impl Server {
-    async fn connect(client: Client) -> Result<Self, RedisError> {
-        let connection = client.get_connection_manager().await?;
-        Ok(Self { client, connection })
+    /// Connects to `client`'s server; a server Sentinel named is not reconnected to for
+    /// long (one retry, 250 ms to connect), so that commands fail fast when it is gone
+    /// and the next goes to the primary Sentinel names then.
+    async fn connect(client: Client, named: bool) -> Result<Self, RedisError> {
+        let connection = if named {
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(1)
+                .set_connection_timeout(Some(std::time::Duration::from_millis(250)));
+            client.get_connection_manager_with_config(config).await?
+        } else {
+            client.get_connection_manager().await?
+        };
+        Ok(Self {
+            client,
+            connection,
+            waiting: Arc::default(),
+        })
     }
 }
 

@@ -182,7 +182,10 @@ async fn tunnel(client: TcpStream, required: Option<String>, record: Arc<Record>
     }
     let (mut client_read, mut client_write) = client.into_inner().into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let upload = tokio::io::copy(&mut client_read, &mut server_write);
+    let upload = async {
+        tokio::io::copy(&mut client_read, &mut server_write).await?;
+        server_write.shutdown().await
+    };
     let download = async {
         // Counted as it goes: a pooled connection stays open long after its answers.
         let mut buffer = vec![0; 64 * 1024];
@@ -195,5 +198,5 @@ async fn tunnel(client: TcpStream, required: Option<String>, record: Arc<Record>
             client_write.write_all(&buffer[..read]).await?;
         }
     };
-    let _: (std::io::Result<u64>, std::io::Result<()>) = tokio::join!(upload, download);
+    let _: (std::io::Result<()>, std::io::Result<()>) = tokio::join!(upload, download);
 }

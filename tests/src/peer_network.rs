@@ -56,9 +56,10 @@ impl PeerNetwork {
         self.isolated.send_modify(BTreeSet::clear);
     }
 
-    /// The member whose process holds the dialling end of a connection from `dialler`.
-    fn member_of(&self, dialler: SocketAddr) -> Option<usize> {
-        let inode = socket_inode(dialler)?;
+    /// The member whose process holds the dialling end of a connection from `dialler`
+    /// to `proxy`.
+    fn member_of(&self, dialler: SocketAddr, proxy: SocketAddr) -> Option<usize> {
+        let inode = socket_inode(dialler, proxy)?;
         let pids = self
             .pids
             .lock()
@@ -76,7 +77,7 @@ impl PeerNetwork {
         let address = listener
             .local_addr()
             .unwrap_or_else(|error| panic!("the peer proxy has no address: {error}"));
-        let accepting = tokio::spawn(accept(listener, self.clone(), member, target));
+        let accepting = tokio::spawn(accept(listener, address, self.clone(), member, target));
         PeerProxy { address, accepting }
     }
 }
@@ -101,13 +102,19 @@ impl Drop for PeerProxy {
     }
 }
 
-async fn accept(listener: TcpListener, network: PeerNetwork, member: usize, target: SocketAddr) {
+async fn accept(
+    listener: TcpListener,
+    proxy: SocketAddr,
+    network: PeerNetwork,
+    member: usize,
+    target: SocketAddr,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((connection, dialler)) = accepted {
-                    connections.spawn(forward(connection, target, member, dialler, network.clone()));
+                    connections.spawn(forward(connection, target, member, (dialler, proxy), network.clone()));
                 }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -120,18 +127,18 @@ async fn forward(
     mut connection: TcpStream,
     target: SocketAddr,
     member: usize,
-    dialler: SocketAddr,
+    (dialler, proxy): (SocketAddr, SocketAddr),
     network: PeerNetwork,
 ) {
     // Who dialled, read again while unknown: members dial each other before the cluster
     // has recorded every member's process.
-    let mut from = network.member_of(dialler);
+    let mut from = network.member_of(dialler, proxy);
     let mut cut = |isolated: &BTreeSet<usize>| {
         if isolated.is_empty() {
             return false;
         }
         if from.is_none() {
-            from = network.member_of(dialler);
+            from = network.member_of(dialler, proxy);
         }
         isolated.contains(&member) || from.is_some_and(|from| isolated.contains(&from))
     };
@@ -149,9 +156,33 @@ async fn forward(
     }
 }
 
-/// The inode of the socket whose local end is `address` (IPv4 or IPv6 table).
-fn socket_inode(address: SocketAddr) -> Option<u64> {
-    let local = match address {
+/// The inode of the open socket from `local` to `remote` (IPv4 or IPv6 table); not one
+/// in TIME_WAIT (inode 0), whose port another connection may reuse.
+fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let (local, remote) = (proc_address(local), proc_address(remote));
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let table = std::fs::read_to_string(table).ok()?;
+            table.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let ends = (fields.get(1).copied(), fields.get(2).copied());
+                if ends != (Some(local.as_str()), Some(remote.as_str())) {
+                    return None;
+                }
+                fields
+                    .get(9)?
+                    .parse()
+                    .ok()
+                    .filter(|&inode: &u64| inode != 0)
+            })
+        })
+}
+
+/// An address as `/proc/net/tcp` writes it: the IP's 32-bit words in host order and the
+/// port, in hex.
+fn proc_address(address: SocketAddr) -> String {
+    match address {
         SocketAddr::V4(v4) => format!(
             "{:08X}:{:04X}",
             u32::from_le_bytes(v4.ip().octets()),
@@ -171,18 +202,7 @@ fn socket_inode(address: SocketAddr) -> Option<u64> {
                 .collect();
             format!("{words}:{:04X}", v6.port())
         }
-    };
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .find_map(|table| {
-            let table = std::fs::read_to_string(table).ok()?;
-            table.lines().skip(1).find_map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                (fields.get(1) == Some(&local.as_str()))
-                    .then(|| fields.get(9)?.parse().ok())
-                    .flatten()
-            })
-        })
+    }
 }
 
 /// Whether process `pid` has socket `inode` open.

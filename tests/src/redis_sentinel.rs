@@ -30,8 +30,9 @@ pub const SERVICE: &str = "lock-tests";
 /// ```
 #[derive(Debug)]
 pub struct RedisSentinel {
-    /// The first replica's replication link to the first primary.
+    /// The replica's replication link to its primary, and its latency each way.
     replication: Proxy,
+    latency: Duration,
     servers: Vec<Server>,
     ports: Vec<u16>,
     sentinels: Vec<Server>,
@@ -85,6 +86,7 @@ impl RedisSentinel {
         }
         let redis = Self {
             replication,
+            latency: Duration::ZERO,
             servers,
             ports,
             sentinels,
@@ -165,10 +167,11 @@ impl RedisSentinel {
         }
     }
 
-    /// Delays the replica's replication from the first primary by `latency` each way,
-    /// as a replica in another zone lags: the primary acknowledges writes the replica
-    /// does not have yet.
-    pub fn set_replication_latency(&self, latency: std::time::Duration) {
+    /// Delays the replica's replication from its primary by `latency` each way, as a
+    /// replica in another zone lags: the primary acknowledges writes the replica does not
+    /// have yet. A server [restarted](RedisSentinel::restart) as a replica lags as much.
+    pub fn set_replication_latency(&mut self, latency: Duration) {
+        self.latency = latency;
         self.replication.set_latency(latency);
     }
 
@@ -177,19 +180,28 @@ impl RedisSentinel {
         self.servers[index].kill();
     }
 
-    /// Starts server `index` again on its files, as a replica of the primary the
-    /// Sentinels name now; returns once it is in sync.
+    /// Starts server `index` again on its files: as a replica of the primary the
+    /// Sentinels name now (through a replication link with the latency set), or, if the
+    /// Sentinels still name it, as the primary. Returns once it serves (a replica: in
+    /// sync).
     pub async fn restart(&mut self, index: usize) {
         let primary = self.primary().await;
+        let replica_of = if primary == index {
+            None
+        } else {
+            self.replication = Proxy::to_port(self.ports[primary]).await;
+            self.replication.set_latency(self.latency);
+            Some(self.replication.port())
+        };
         let server = &mut self.servers[index];
-        let args = server_args(self.ports[index], server.dir(), Some(self.ports[primary]));
+        let args = server_args(self.ports[index], server.dir(), replica_of);
         server.restart_with(args);
         let port = self.ports[index];
         self.servers[index]
             .wait_until_ready(Duration::from_secs(30), || async move {
-                info(port, "replication")
-                    .await
-                    .is_some_and(|replication| replication.contains("master_link_status:up"))
+                info(port, "replication").await.is_some_and(|replication| {
+                    replica_of.is_none() || replication.contains("master_link_status:up")
+                })
             })
             .await;
     }

@@ -25,6 +25,11 @@ pub struct Verdict {
     pub stale: usize,
     /// Acknowledged fenced writes missing from the final state.
     pub lost: usize,
+    /// Of `stale` and `lost`, those of the backend's own store (the rest are lock-core's
+    /// register, in the contenders' process).
+    pub store_stale: usize,
+    /// See `store_stale`.
+    pub store_lost: usize,
     /// Acquisitions whose token was not above an earlier one's.
     pub token_order: usize,
     /// Pairs of terms of different acquisitions that overlap in time.
@@ -68,12 +73,13 @@ pub fn check(record: &Record, finals: &Finals, recovery_bound: Duration) -> Verd
         writes.copied().collect()
     };
     let (core, backend, unfenced) = (of(Target::Core), of(Target::Backend), of(Target::Unfenced));
-    let mut stale = stale_in_log(&finals.core) + stale_in_real_time(&core);
-    let mut lost = lost_from_log(&core, &finals.core);
+    let (mut store_stale, mut store_lost) = (0, 0);
     if let Some(last) = finals.backend {
-        stale += stale_in_real_time(&backend);
-        lost += lost_from_register(&backend, last);
+        store_stale = stale_in_real_time(&backend);
+        store_lost = lost_from_register(&backend, last);
     }
+    let stale = stale_in_log(&finals.core) + stale_in_real_time(&core) + store_stale;
+    let lost = lost_from_log(&core, &finals.core) + store_lost;
     let (recovery, unrecovered) = recovery(record, recovery_bound);
     Verdict {
         writes: record.writes.len(),
@@ -81,6 +87,8 @@ pub fn check(record: &Record, finals: &Finals, recovery_bound: Duration) -> Verd
         faults: record.faults.len(),
         stale,
         lost,
+        store_stale,
+        store_lost,
         token_order: token_order(&record.terms),
         overlaps: overlaps(&record.terms),
         unfenced_stale: stale_in_log(&finals.unfenced) + stale_in_real_time(&unfenced),

@@ -74,18 +74,30 @@ pub struct Row {
 }
 
 impl Row {
-    /// Whether the row shows what it must: every safety property held; within bounds,
-    /// guards never overlapped; in the demonstration, the overlap happened (the checker
-    /// can fail) and only fencing stopped it (the unfenced log took a stale write).
+    /// Whether the row shows what it must: someone acted; every safety property held;
+    /// within bounds, guards never overlapped; in the demonstration, the overlap
+    /// happened (the checker can fail) and only fencing stopped it (the unfenced log
+    /// took a stale write); with the lock within bounds but not its store, the lock's
+    /// properties and lock-core's register held; shown, nothing more.
     pub fn passed(&self) -> bool {
         let v = &self.verdict;
+        // A row where nobody ever acted shows nothing.
+        if v.terms == 0 {
+            return false;
+        }
         match self.bounds {
             Bounds::Within => v.safe() && v.overlaps == 0,
             Bounds::Beyond => v.safe(),
             Bounds::Demonstration => {
                 v.safe() && v.overlaps > 0 && v.unfenced_stale > 0 && v.rejected > 0
             }
-            Bounds::LockWithin => v.overlaps == 0 && v.token_order == 0 && v.unrecovered == 0,
+            Bounds::LockWithin => {
+                v.overlaps == 0
+                    && v.token_order == 0
+                    && v.unrecovered == 0
+                    && v.stale == v.store_stale
+                    && v.lost == v.store_lost
+            }
             Bounds::Shown => true,
         }
     }

@@ -21,17 +21,12 @@ pub fn line(row: &Row) -> String {
         (Some(gap), _) => format!("{} ms", gap.as_millis()),
         (None, _) => "–".to_owned(),
     };
-    let broken = || {
-        let broken: Vec<String> = [
-            (v.overlaps, "overlaps"),
-            (v.token_order, "tokens out of order"),
-            (v.lost, "lost"),
-            (v.stale, "stale accepted"),
-        ]
-        .iter()
-        .filter(|(count, _)| *count > 0)
-        .map(|(count, what)| format!("{count} {what}"))
-        .collect();
+    let broken = |counts: &[(usize, &str)]| {
+        let broken: Vec<String> = counts
+            .iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, what)| format!("{count} {what}"))
+            .collect();
         if broken.is_empty() {
             "nothing broke in this run".to_owned()
         } else {
@@ -46,8 +41,19 @@ pub fn line(row: &Row) -> String {
         }
         (true, Bounds::Beyond) => "ok".to_owned(),
         (true, Bounds::Demonstration) => "ok: overlap caught, fencing rejected it".to_owned(),
-        (true, Bounds::LockWithin) => format!("ok: lock held; store: {}", broken()),
-        (true, Bounds::Shown) => format!("shown: {}", broken()),
+        (true, Bounds::LockWithin) => format!(
+            "ok: lock held; store: {}",
+            broken(&[(v.store_lost, "lost"), (v.store_stale, "stale accepted")])
+        ),
+        (true, Bounds::Shown) => format!(
+            "shown: {}",
+            broken(&[
+                (v.overlaps, "overlaps"),
+                (v.token_order, "tokens out of order"),
+                (v.lost, "lost"),
+                (v.stale, "stale accepted"),
+            ])
+        ),
     };
     let mut line = String::new();
     let _ = write!(

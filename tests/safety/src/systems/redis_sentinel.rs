@@ -38,7 +38,7 @@ const REPLICATION_LATENCY: Duration = Duration::from_millis(250);
 impl RedisSentinelSystem {
     /// Starts the servers; with `acknowledged`, takes and renewals wait for the replica.
     pub async fn start(acknowledged: bool) -> Self {
-        let redis = RedisSentinel::start().await;
+        let mut redis = RedisSentinel::start().await;
         redis.set_replication_latency(REPLICATION_LATENCY);
         let sentinels = redis.sentinel_urls();
         Self {
