@@ -175,6 +175,22 @@ impl RedisSentinel {
         self.replication.set_latency(latency);
     }
 
+    /// Freezes server `index` (SIGSTOP): Sentinel fails over after 0.5 s, and the frozen
+    /// server, thawed, is demoted by Sentinel.
+    pub fn pause(&self, index: usize) {
+        self.servers[index].pause();
+    }
+
+    /// Thaws server `index` (SIGCONT).
+    pub fn resume(&self, index: usize) {
+        self.servers[index].resume();
+    }
+
+    /// Sentinel `index`'s process, to pause or kill it.
+    pub fn sentinel(&mut self, index: usize) -> &mut Server {
+        &mut self.sentinels[index]
+    }
+
     /// Kills server `index` (SIGKILL), keeping its files.
     pub fn kill(&mut self, index: usize) {
         self.servers[index].kill();
