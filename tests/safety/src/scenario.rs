@@ -29,6 +29,8 @@ pub struct Plan {
     /// How long a holder works after each write before its next check (zero: at once);
     /// longer than the renewal interval, terms outlive renewals.
     pub hold: Duration,
+    /// How much longer than the TTL after a heal someone may take to hold the lock again.
+    pub recovery_margin: Duration,
 }
 
 impl Plan {
@@ -41,6 +43,7 @@ impl Plan {
             calm: Duration::from_secs(1),
             fault_for: Duration::from_secs(3),
             hold: Duration::ZERO,
+            recovery_margin: Duration::from_secs(2),
         }
     }
 
@@ -56,7 +59,7 @@ impl Plan {
 
     /// How soon after a fault heals someone must hold the lock again.
     pub fn recovery_bound(&self) -> Duration {
-        self.ttl + Duration::from_secs(2)
+        self.ttl + self.recovery_margin
     }
 }
 

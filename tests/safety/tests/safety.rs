@@ -16,7 +16,11 @@ async fn every_scenario_passes_on(backend: &str) {
 }
 
 async fn every_topology_fault_passes_on(backend: &str) {
-    let rows = run_nemeses(backend, &Nemesis::TOPOLOGY, &Plan::short(), |_| ()).await;
+    topology_faults_pass_on(backend, &Nemesis::TOPOLOGY).await;
+}
+
+async fn topology_faults_pass_on(backend: &str, nemeses: &[Nemesis]) {
+    let rows = run_nemeses(backend, nemeses, &Plan::short(), |_| ()).await;
     let table = table::table(&rows);
     println!("{table}");
     assert!(!rows.is_empty(), "{backend} suffers no topology fault");
@@ -63,7 +67,13 @@ async fn etcd_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_ha() {
-    every_topology_fault_passes_on("kube-ha").await;
+    // Not the apiserver killed and restarted: its restart costs CI tens of seconds, and
+    // the paused apiserver stops answering the same way (the full table has both).
+    let nemeses: Vec<Nemesis> = Nemesis::TOPOLOGY
+        .into_iter()
+        .filter(|&nemesis| nemesis != Nemesis::ApiserverKilled)
+        .collect();
+    topology_faults_pass_on("kube-ha", &nemeses).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use lock_tests::{APISERVERS, KubeHa, Proxy};
 use tokio::sync::Mutex;
 
 use crate::{
+    Plan,
     nemesis::Nemesis,
     system::{Connection, Link, Route, Store, System},
     systems::kube::{KubeStore, Written},
@@ -30,6 +31,9 @@ pub struct KubeHaSystem {
 }
 
 const NAMESPACE: &str = "default";
+
+/// etcd's own bound on a request it cannot commit, at the default election timeout.
+const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 impl KubeHaSystem {
     /// Starts the control plane.
@@ -98,6 +102,16 @@ impl System for KubeHaSystem {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(proxy.port(), index);
         Link::Proxies(vec![proxy])
+    }
+
+    /// An apiserver's requests to an etcd member cut off from its peers wait out etcd's
+    /// request timeout (5 s plus two election timeouts: 7 s) before it tries another
+    /// member, so recovery after such a fault may take that much longer.
+    fn plan(&self, plan: &Plan) -> Plan {
+        Plan {
+            recovery_margin: plan.recovery_margin + ETCD_REQUEST_TIMEOUT,
+            ..plan.clone()
+        }
     }
 
     async fn prepare(&self, name: &str) {
