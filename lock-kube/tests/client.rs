@@ -243,6 +243,15 @@ impl Recorder {
 }
 
 impl tracing::Subscriber for Recorder {
+    /// Asked again at every span and event: tests on other threads meanwhile hit the
+    /// same callsites with no subscriber, and a cached answer would be theirs.
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
         // Ours and kube's: not hyper's or rustls' own.
         metadata.target().starts_with("lock_kube") || metadata.target().starts_with("kube")
