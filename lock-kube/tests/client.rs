@@ -1,14 +1,10 @@
 //! `nodelay_client` beside the client kube builds from the same config
 //! (`kube::Client::try_from`), on a real apiserver: the same proxy tunnels with the same
-//! credentials, the same read timeout, the same gzip-compressed answers, and the same
-//! tracing spans. Its one difference, `TCP_NODELAY`, is measured by lock-bench (a round
+//! credentials, the same read timeout, and the same gzip-compressed answers (the same tracing
+//! spans: `tracing.rs`). Its one difference, `TCP_NODELAY`, is measured by lock-bench (a round
 //! trip without the 40 ms delayed-ACK wait).
 
-use std::{
-    error::Error as _,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{error::Error as _, time::Duration};
 
 use http::Uri;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -185,103 +181,4 @@ async fn answers_come_gzip_compressed_unless_compression_is_disabled() {
         (ours_compressed / kube_compressed - 1.0).abs() < 0.1,
         "the same compressed size: {downloaded:?}"
     );
-}
-
-#[test]
-fn every_request_is_traced_in_the_span_kubes_client_opens() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let config = runtime.block_on(async { Kube::shared().await.config(false).await });
-    let mut traces = Vec::new();
-    for (name, client) in runtime.block_on(async { both(&config) }) {
-        let recorder = Recorder::default();
-        let lines = recorder.lines.clone();
-        tracing::subscriber::with_default(recorder, || runtime.block_on(list_one(client)))
-            .unwrap_or_else(|error| panic!("{name} lists: {error}"));
-        // Without the body's "stream closed" event: whether it is reported before the
-        // request's future ends depends on how the answer's body is read (kube's client
-        // reported it when this file was tested alone, not in the workspace's build).
-        let lines: Vec<String> = lines
-            .lock()
-            .expect("the trace")
-            .iter()
-            .filter(|line| *line != "event message=stream closed")
-            .cloned()
-            .collect();
-        assert!(
-            lines.iter().any(|line| line.starts_with("span HTTP ")),
-            "{name} opens an HTTP span: {lines:#?}"
-        );
-        traces.push(lines);
-    }
-    assert_eq!(traces[0], traces[1], "the same spans, fields and events");
-}
-
-/// A tracing subscriber that writes what our request's spans and events say, in order:
-/// `span <name> <field>=<value>...`, `record <field>=<value>`, `event <message>`.
-#[derive(Default)]
-struct Recorder {
-    lines: Arc<Mutex<Vec<String>>>,
-    next_id: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Default)]
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl Recorder {
-    fn write(&self, line: String) {
-        self.lines.lock().expect("the trace").push(line);
-    }
-}
-
-impl tracing::Subscriber for Recorder {
-    /// Asked again at every span and event: tests on other threads meanwhile hit the
-    /// same callsites with no subscriber, and a cached answer would be theirs.
-    fn register_callsite(
-        &self,
-        _: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
-    }
-
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        // Ours and kube's: not hyper's or rustls' own.
-        metadata.target().starts_with("lock_kube") || metadata.target().starts_with("kube")
-    }
-
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut fields = Fields::default();
-        span.record(&mut fields);
-        self.write(format!("span {}{}", span.metadata().name(), fields.0));
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::span::Id::from_u64(id + 1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut fields = Fields::default();
-        values.record(&mut fields);
-        self.write(format!("record{}", fields.0));
-    }
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        self.write(format!("event{}", fields.0));
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
 }
