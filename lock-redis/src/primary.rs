@@ -52,8 +52,16 @@ impl Primary {
     }
 
     /// A Sentinel client of `sentinels` (URLs) for the primary of service `name`.
+    // The redis crate's `SentinelClient::build` takes the name as `String` without TLS
+    // features and generically with them.
+    #[allow(clippy::unnecessary_to_owned)]
     pub(crate) fn sentinel(sentinels: &[&str], name: &str) -> Result<SentinelClient, RedisError> {
-        SentinelClient::build(sentinels.to_vec(), name, None, SentinelServerType::Master)
+        SentinelClient::build(
+            sentinels.to_vec(),
+            name.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
     }
 
     /// A connection to the current primary.
