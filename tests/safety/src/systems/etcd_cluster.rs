@@ -98,20 +98,25 @@ impl System for EtcdClusterSystem {
     }
 
     async fn topology_fault(&self, nemesis: Nemesis, _holder: usize, lasting: Duration) {
-        let mut cluster = self.cluster.lock().await;
-        let leader = cluster.leader().await;
-        match nemesis {
-            Nemesis::LeaderKilled => {
-                cluster.kill(leader);
-                tokio::time::sleep(lasting).await;
-                cluster.restart(leader).await;
-            }
-            Nemesis::LeaderIsolated => {
-                cluster.isolate(leader);
-                tokio::time::sleep(lasting).await;
-                cluster.heal();
-            }
-            other => panic!("an etcd cluster does not suffer {other:?}"),
+        leader_fault(&mut *self.cluster.lock().await, nemesis, lasting).await;
+    }
+}
+
+/// Kills the cluster's leader and restarts it after `lasting`, or cuts it off from its
+/// peers that long: the etcd faults of every system over an etcd cluster.
+pub(crate) async fn leader_fault(cluster: &mut EtcdCluster, nemesis: Nemesis, lasting: Duration) {
+    let leader = cluster.leader().await;
+    match nemesis {
+        Nemesis::LeaderKilled => {
+            cluster.kill(leader);
+            tokio::time::sleep(lasting).await;
+            cluster.restart(leader).await;
         }
+        Nemesis::LeaderIsolated => {
+            cluster.isolate(leader);
+            tokio::time::sleep(lasting).await;
+            cluster.heal();
+        }
+        other => panic!("not a fault of an etcd cluster's leader: {other:?}"),
     }
 }

@@ -18,7 +18,10 @@ use crate::{
     Plan,
     nemesis::Nemesis,
     system::{Connection, Link, Route, Store, System},
-    systems::kube::{KubeStore, Written},
+    systems::{
+        etcd_cluster::leader_fault,
+        kube::{KubeStore, Written},
+    },
 };
 
 /// Two apiservers and their etcd cluster, of the suite's own.
@@ -160,17 +163,8 @@ impl System for KubeHaSystem {
                 tokio::time::sleep(lasting).await;
                 control_plane.heal();
             }
-            Nemesis::LeaderKilled => {
-                let leader = control_plane.etcd().leader().await;
-                control_plane.etcd_mut().kill(leader);
-                tokio::time::sleep(lasting).await;
-                control_plane.etcd_mut().restart(leader).await;
-            }
-            Nemesis::LeaderIsolated => {
-                let leader = control_plane.etcd().leader().await;
-                control_plane.etcd().isolate(leader);
-                tokio::time::sleep(lasting).await;
-                control_plane.etcd().heal();
+            Nemesis::LeaderKilled | Nemesis::LeaderIsolated => {
+                leader_fault(control_plane.etcd_mut(), nemesis, lasting).await;
             }
             other => panic!("kube-ha does not suffer {other:?}"),
         }
