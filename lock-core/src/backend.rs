@@ -175,9 +175,13 @@ impl Listed {
     }
 }
 
-/// Notifications that a lock may have changed (released, taken, deleted). An item
-/// means "look again"; the end of the stream means notifications stopped and the
-/// waiter falls back to polling and subscribes again.
+/// Notifications that a lock may have become free or changed hands (released, taken,
+/// deleted). An item means "look again"; the end of the stream means notifications
+/// stopped and the waiter falls back to polling and subscribes again.
+///
+/// A renewal need not notify, and should not: it cannot free the lock, and a waiter
+/// wakes by itself when the holder's observed expiry runs out (see
+/// [`LockInfo::expires_in`]). Each backend says whether it notifies renewals.
 pub type Changes = BoxStream<'static, ()>;
 
 /// The atomic server operations of one backend.
@@ -200,7 +204,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Who holds `name` now, or `None` if it is free.
     async fn describe(&self, name: &LockName) -> Result<Option<LockInfo>>;
 
-    /// Notifications of changes to `name`. The default has none, so waiters poll.
+    /// Notifications of changes to `name` that can free it or hand it to someone else
+    /// (see [`Changes`]). The default has none, so waiters poll.
     async fn changes(&self, _name: &LockName) -> Result<Changes> {
         Ok(Box::pin(futures::stream::pending()))
     }

@@ -22,7 +22,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client,
     api::{ListParams, ObjectMeta, PostParams},
-    runtime::{WatchStreamExt, watcher},
+    runtime::watcher,
 };
 use lock_core::{
     Backend, Changes, Error, FencingToken, Lease as Held, Listed, LockInfo, LockName, Release,
@@ -33,6 +33,7 @@ use crate::{
     error::{CONFLICT_RETRIES, LEASES, kept_changing, kube_error, status},
     known::Known,
     record::{self, Record},
+    watch,
 };
 
 /// Kubernetes Leases as a lock backend, in one namespace, over the `kube::Client` you
@@ -62,7 +63,7 @@ pub struct KubeBackend {
 struct Inner {
     api: Api<Lease>,
     namespace: String,
-    known: Known,
+    known: Arc<Known>,
     /// Coordinated leader election: `take` only renews a Lease the election controller
     /// gave us, never takes one.
     coordinated: bool,
@@ -267,7 +268,7 @@ impl KubeBackend {
             inner: Arc::new(Inner {
                 api: Api::namespaced(client, namespace),
                 namespace: namespace.to_owned(),
-                known,
+                known: Arc::new(known),
                 coordinated: false,
                 created: RwLock::default(),
                 acquisitions: Mutex::default(),
@@ -583,8 +584,10 @@ impl Inner {
 #[async_trait]
 impl Backend for KubeBackend {
     /// A lease seen free or expired is written at once (one request when it is known
-    /// from the watch); a lease seen held is read again before reporting it held, since
-    /// what this process last saw may be old.
+    /// from the watch). A lease seen held is reported held without a read while a watch
+    /// of it is current (a waiter's: the change that frees it is on its way to that
+    /// waiter), and read again otherwise, since what this process last saw may be old.
+    /// Expiry is judged by this process's own observation either way.
     async fn take(&self, name: &LockName, holder: &str, ttl: Duration) -> Result<Take> {
         let inner = &self.inner;
         let name = name.as_str();
@@ -611,7 +614,7 @@ impl Backend for KubeBackend {
                     None => inner.info(name, &record),
                 };
                 Ok(match held.filter(|_| unexpired) {
-                    Some(info) if fresh => Decision::Stop(info),
+                    Some(info) if fresh || inner.known.is_watched(name) => Decision::Stop(info),
                     Some(_) => Decision::ReadFresh,
                     None => Decision::Write(record::acquired(
                         holder,
@@ -777,33 +780,15 @@ impl Backend for KubeBackend {
         })))
     }
 
-    /// Watches the Lease (re-listing after errors and `410 Gone`, with backoff); every
-    /// event also updates what this process knows of it.
+    /// Watches the Lease (re-listing after errors and `410 Gone`, with backoff), from
+    /// after its first list: every event updates what this process knows of it, and
+    /// while the watch is current a take trusts that instead of reading the Lease. A
+    /// change of holder or acquisition, a release, a deletion and each re-list notify; a
+    /// renewal (a new `renewTime`, nothing else) does not: it only moves the observed
+    /// expiry on.
     async fn changes(&self, name: &LockName) -> Result<Changes> {
-        let inner = self.inner.clone();
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let events = watcher(inner.api.clone(), config).default_backoff();
-        Ok(Box::pin(events.filter_map(move |event| {
-            let changed = match event {
-                Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
-                    inner.known.saw(&lease);
-                    Some(())
-                }
-                Ok(watcher::Event::Delete(lease)) => {
-                    if let Some(name) = lease.metadata.name.as_deref() {
-                        inner.known.forget(name);
-                    }
-                    Some(())
-                }
-                Ok(watcher::Event::Init) => None,
-                Ok(watcher::Event::InitDone) => Some(()),
-                Err(error) => {
-                    tracing::debug!(%error, "lease watch failed; it re-lists with backoff");
-                    None
-                }
-            };
-            futures::future::ready(changed)
-        })))
+        let inner = &self.inner;
+        Ok(watch::lease_changes(inner.api.clone(), inner.known.clone(), name.as_str()).await)
     }
 }
 

@@ -4,11 +4,13 @@
 //! when its record has not changed for `leaseDurationSeconds` of the contender's *own*
 //! observation time, so skew between node clocks cannot make two holders. Remembering
 //! the last version seen also makes steady-state renewals one write and no read, and
-//! lets an acquisition after a watch event go straight to the write.
+//! lets an acquisition after a watch event go straight to the write. While a watch of
+//! the Lease is [current](Current), what is known is as fresh as a read would be, but for
+//! events still on their way: a take may trust it rather than read the Lease again.
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
@@ -22,6 +24,45 @@ pub(crate) struct Known {
     leases: Mutex<HashMap<String, Seen>>,
     /// Trust the holder's renewTime, within this clock skew, on first sight.
     trust_renew_time: Option<Duration>,
+    /// How many current watches each Lease has.
+    watched: Mutex<HashMap<String, usize>>,
+}
+
+/// A watch of one Lease being current: it listed the Lease and has applied every event
+/// since. Dropped when the watch fails (it may miss events until it has listed again)
+/// or ends.
+#[derive(Debug)]
+pub(crate) struct Current {
+    known: Arc<Known>,
+    name: String,
+}
+
+impl Current {
+    /// `name`'s watch is current from now on.
+    pub fn of(known: &Arc<Known>, name: &str) -> Self {
+        let mut watched = known.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        *watched.entry(name.to_owned()).or_default() += 1;
+        Self {
+            known: known.clone(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let mut watched = self
+            .known
+            .watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = watched.get_mut(&self.name) {
+            *count -= 1;
+            if *count == 0 {
+                watched.remove(&self.name);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -38,8 +79,8 @@ fn version(lease: &Lease) -> Option<u64> {
 impl Known {
     pub fn trusting_renew_time(skew: Duration) -> Self {
         Self {
-            leases: Mutex::default(),
             trust_renew_time: Some(skew),
+            ..Self::default()
         }
     }
 
@@ -85,6 +126,16 @@ impl Known {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+    }
+
+    /// Whether a watch of `name` is current, so that what is known of it is what the
+    /// apiserver has, but for events on their way (each of which wakes the watch's
+    /// waiter).
+    pub fn is_watched(&self, name: &str) -> bool {
+        self.watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
     }
 
     /// The last version of `name` seen, if any.

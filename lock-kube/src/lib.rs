@@ -32,7 +32,11 @@
 //!   contender's own clock, as client-go does, so node clock skew cannot produce two
 //!   holders ([`KubeBackend::trusting_renew_time`] opts into trusting `renewTime`).
 //! - **Watching, not polling.** A waiter watches its Lease, so a release is taken over
-//!   at once. Renewing costs one write and no read.
+//!   on its event with one write. Renewing costs one write and no read; waiting costs
+//!   no request while the holder renews: the waiter's watch applies each renewal to its
+//!   observation and wakes it for none, and while that watch is current a take trusts
+//!   it instead of reading the Lease (a standby costs one read, one list and one open
+//!   watch in all).
 //! - **client-go compatible** records (`holderIdentity`, `leaseDurationSeconds`,
 //!   `acquireTime`, `renewTime` with six fractional digits, `leaseTransitions` bumped on
 //!   every acquisition; release writes an empty holder, like ReleaseOnCancel). Give Go
@@ -401,6 +405,7 @@ mod record;
 mod sharded;
 #[cfg(feature = "warm")]
 mod warm;
+mod watch;
 
 pub use backend::KubeBackend;
 pub use candidate::{

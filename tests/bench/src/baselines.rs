@@ -145,19 +145,23 @@ pub async fn kube_lease_manager_crash(kube: &Kube, seconds: u64, n: usize) -> Sa
     Sample(latencies)
 }
 
-/// Lease requests per second that one held lease costs, over `hold`.
-pub async fn kube_lease_manager_steady(kube: &Kube, settings: Settings, hold: Duration) -> f64 {
+/// Lease requests (and reads) per second that one held lease costs, over `hold`.
+pub async fn kube_lease_manager_steady(
+    kube: &Kube,
+    settings: Settings,
+    hold: Duration,
+) -> crate::subjects::Served {
     let holder = manager(kube, &fresh("klm-steady"), "bench", settings).await;
     let (mut leading, task) = holder.watch().await;
     while !*leading.borrow_and_update() {
         leading.changed().await.expect("watching");
     }
-    let before = crate::subjects::kube_lease_requests(kube).await;
+    let before = crate::subjects::kube_served(kube).await;
     sleep(hold).await;
-    let after = crate::subjects::kube_lease_requests(kube).await;
+    let after = crate::subjects::kube_served(kube).await;
     drop(leading);
     let _ = task.await;
-    (after - before) / hold.as_secs_f64()
+    after.per_second_since(before, hold)
 }
 
 /// kubert's lease settings: it has no defaults, so both runs use a 15 s lease; its
@@ -283,16 +287,16 @@ pub async fn kubert_crash(kube: &Kube, seconds: u64, n: usize) -> Sample {
     Sample(latencies)
 }
 
-/// Lease requests per second that one held lease costs under kubert's own task.
-pub async fn kubert_steady(kube: &Kube, hold: Duration) -> f64 {
+/// Lease requests (and reads) per second that one held lease costs under kubert's own task.
+pub async fn kubert_steady(kube: &Kube, hold: Duration) -> crate::subjects::Served {
     let manager = kubert_manager(kube, &fresh("kubert-steady")).await;
     let spawned = manager
         .spawn("bench", kubert_params(15))
         .await
         .expect("spawn");
-    let before = crate::subjects::kube_lease_requests(kube).await;
+    let before = crate::subjects::kube_served(kube).await;
     sleep(hold).await;
-    let after = crate::subjects::kube_lease_requests(kube).await;
+    let after = crate::subjects::kube_served(kube).await;
     drop(spawned);
-    (after - before) / hold.as_secs_f64()
+    after.per_second_since(before, hold)
 }

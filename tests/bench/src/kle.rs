@@ -160,13 +160,13 @@ pub async fn crash(binary: &Path, kube: &Kube, seconds: u64, n: usize) -> Sample
     Sample(latencies)
 }
 
-/// Lease requests per second that one held lease costs.
-pub async fn steady(binary: &Path, kube: &Kube, hold: Duration) -> f64 {
+/// Lease requests (and reads) per second that one held lease costs.
+pub async fn steady(binary: &Path, kube: &Kube, hold: Duration) -> crate::subjects::Served {
     let mut holder = Contender::start(binary, kube, &fresh("kle-steady"), "bench", 15);
     holder.run("acquire", "acquired").await;
-    let before = crate::subjects::kube_lease_requests(kube).await;
+    let before = crate::subjects::kube_served(kube).await;
     sleep(hold).await;
-    let after = crate::subjects::kube_lease_requests(kube).await;
+    let after = crate::subjects::kube_served(kube).await;
     holder.run("release", "released").await;
-    (after - before) / hold.as_secs_f64()
+    after.per_second_since(before, hold)
 }

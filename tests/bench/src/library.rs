@@ -10,6 +10,8 @@ use crate::{baselines::Settings, subjects::Subject};
 pub enum Library<'a> {
     /// Ours, on one backend.
     Ours(&'a Subject<'a>),
+    /// Ours, on one backend, with a standby waiting for the lock held.
+    OursWithStandby(&'a Subject<'a>),
     /// kube-lease-manager 0.13.
     KubeLeaseManager(Settings),
     /// kubert 0.25's lease module, with a lease of this many seconds (it has no defaults).
@@ -28,6 +30,9 @@ impl Library<'_> {
     pub fn label(&self) -> String {
         match self {
             Library::Ours(subject) => format!("lock-{}", subject.name()),
+            Library::OursWithStandby(subject) => {
+                format!("lock-{}, leader + standby waiting", subject.name())
+            }
             Library::KubeLeaseManager(settings) => settings.label(),
             Library::Kubert(15) => "kubert 0.25 lease, 15 s lease (it has no defaults)".to_owned(),
             Library::Kubert(seconds) => format!("kubert 0.25 lease, {seconds} s lease"),

@@ -28,6 +28,7 @@ mod scenarios;
 mod standby;
 mod subjects;
 mod table;
+mod timed;
 
 use std::{path::Path, time::Instant};
 
@@ -188,10 +189,16 @@ fn plan<'a>(
                 }
                 Scenario::Steady => {
                     let rows = ours(&mut table, &[kube, etcd, redis]);
+                    for subject in [kube, etcd, redis] {
+                        table.row(Library::OursWithStandby(subject));
+                    }
                     kube_baselines(&mut table, rows[0], None);
                     table.footer(
                         "Counted: apiserver lease requests; etcd gRPC calls (a keep-alive stream \
-                         message counts once per stream); Redis scripts and (un)subscriptions.",
+                         message counts once per stream); Redis scripts and (un)subscriptions. \
+                         Reads: lease GETs and LISTs (a watch is neither); etcd Range calls; \
+                         Redis scripts read and write alike. A standby subscribes a second \
+                         before the count.",
                     );
                 }
                 Scenario::Contended => {

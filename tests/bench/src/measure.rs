@@ -9,6 +9,7 @@ use crate::{
     kle, leases,
     library::Library,
     scenarios::{self, CONTENDERS, THROUGHPUT_RUN},
+    subjects::Served,
 };
 
 /// What is measured: one table each.
@@ -64,7 +65,7 @@ impl Scenario {
                 "Crash hand-over: the holder stops renewing → the waiter holds, minus the 2 s lease (5 crashes; baselines 3)".to_owned()
             }
             Scenario::Steady => {
-                "Steady state: server requests per second for one held lock (15 s lease, held 20 s; a 30 s lease 60 s)".to_owned()
+                "Steady state: server requests per second for one held lock, alone or with a standby waiting (15 s lease, held 20 s; a 30 s lease 60 s)".to_owned()
             }
             Scenario::Contended => format!(
                 "Contended: {CONTENDERS} contenders on one lock for {THROUGHPUT_RUN:?}, cycles per second"
@@ -80,9 +81,16 @@ impl Scenario {
     pub fn columns(self) -> &'static [&'static str] {
         match self {
             Scenario::Uncontended => &["p50 ms", "p99 ms", "server requests per cycle"],
-            Scenario::Graceful => &["p50 ms", "p99 ms"],
+            Scenario::Graceful => &[
+                "p50 ms",
+                "p99 ms",
+                "release write p50 ms",
+                "event p50 ms",
+                "take write p50 ms",
+                "parts' p50 sum ms",
+            ],
             Scenario::Crash => &["p50 ms", "max ms"],
-            Scenario::Steady => &["requests/s"],
+            Scenario::Steady => &["requests/s", "reads/s"],
             Scenario::Contended => &[
                 "cycles/s",
                 "fewest cycles by one contender",
@@ -96,6 +104,11 @@ impl Scenario {
             ],
         }
     }
+}
+
+/// The median of values in milliseconds.
+fn median(values: &[f64]) -> f64 {
+    crate::figures::Figure(values.to_vec()).median()
 }
 
 fn ms(duration: Duration) -> f64 {
@@ -118,6 +131,18 @@ pub async fn once(scenario: Scenario, library: &Library<'_>, kube: &Kube) -> Vec
     use Library::*;
     use Scenario::*;
     match (scenario, library) {
+        (Graceful, Ours(subject)) => {
+            let hand_overs = scenarios::graceful(subject, 30).await;
+            let parts = [
+                median(&hand_overs.release_write),
+                median(&hand_overs.event),
+                median(&hand_overs.take_write),
+            ];
+            let mut figures = latency(&hand_overs.total, 0.99);
+            figures.extend(parts);
+            figures.push(parts.iter().sum());
+            figures
+        }
         (Uncontended | Graceful | Crash, _) => {
             // The crash table shows the worst hand-over, the others the p99.
             let top = if scenario == Crash { 1.0 } else { 0.99 };
@@ -126,7 +151,7 @@ pub async fn once(scenario: Scenario, library: &Library<'_>, kube: &Kube) -> Vec
             figures.extend(requests_per_cycle);
             figures
         }
-        (Steady, _) => vec![steady(library, kube).await],
+        (Steady, _) => steady(library, kube).await.figures(),
         (Contended, Ours(subject)) => throughput(scenarios::contended(subject).await),
         (Contended, EtcdLockRpc(etcd)) => {
             let name = lock_core::conformance::unique_name("etcd-lock-rpc");
@@ -171,7 +196,6 @@ async fn latency_sample(
         (Uncontended, Ours(_)) => 200,
         (Uncontended, KubeLeaderElection(..)) => 10,
         (Uncontended, _) => 50,
-        (Graceful, Ours(_)) => 30,
         (Graceful, _) => 2,
         (Crash, Ours(_)) => 5,
         (Crash, _) => 3,
@@ -187,7 +211,6 @@ async fn latency_sample(
         }
         (Uncontended, Kubert(_)) => baselines::kubert_uncontended(kube, n).await,
         (Uncontended, KubeLeaderElection(binary, _)) => kle::uncontended(binary, kube, n).await,
-        (Graceful, Ours(subject)) => scenarios::graceful(subject, n).await,
         (Graceful, KubeLeaseManager(settings)) => {
             baselines::kube_lease_manager_graceful(kube, *settings, n).await
         }
@@ -204,17 +227,18 @@ async fn latency_sample(
     (sample, None)
 }
 
-/// Server requests per second for one lock that `library` holds (`NaN` where the server
-/// does not count them): a 15 s lease held 20 s, kube-lease-manager's default 30 s lease
-/// 60 s, at least two of its renewals, which come every 25 s.
-async fn steady(library: &Library<'_>, kube: &Kube) -> f64 {
+/// Server requests and reads per second for one lock that `library` holds (`NaN` where
+/// the server does not count them): a 15 s lease held 20 s, kube-lease-manager's default
+/// 30 s lease 60 s, at least two of its renewals, which come every 25 s.
+async fn steady(library: &Library<'_>, kube: &Kube) -> Served {
     use Library::*;
     let hold = match library {
         KubeLeaseManager(Settings::Defaults) => Duration::from_secs(60),
         _ => Duration::from_secs(20),
     };
     match library {
-        Ours(subject) => scenarios::steady(subject, hold).await.unwrap_or(f64::NAN),
+        Ours(subject) => scenarios::steady(subject, hold, false).await,
+        OursWithStandby(subject) => scenarios::steady(subject, hold, true).await,
         KubeLeaseManager(settings) => {
             baselines::kube_lease_manager_steady(kube, *settings, hold).await
         }

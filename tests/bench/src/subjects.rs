@@ -65,12 +65,24 @@ impl Subject<'_> {
     /// Requests the server has served so far, where it counts them: lease requests for
     /// the apiserver, gRPC calls for etcd, scripts and (un)subscriptions for Redis.
     pub async fn requests(&self) -> Option<f64> {
+        let served = self.served().await;
+        (!served.requests.is_nan()).then_some(served.requests)
+    }
+
+    /// Requests the server has served so far, and the reads among them, where it counts
+    /// them: see [`requests`](Self::requests); reads are the apiserver's lease GETs and
+    /// LISTs and etcd's Range calls (Redis scripts read and write alike).
+    pub async fn served(&self) -> Served {
         match self {
-            Subject::Memory(_) => None,
-            Subject::Kube(kube) | Subject::KubeDefaultClient(kube) => {
-                Some(kube_lease_requests(kube).await)
+            Subject::Memory(_) => Served::NONE,
+            Subject::Kube(kube) | Subject::KubeDefaultClient(kube) => kube_served(kube).await,
+            Subject::Etcd(etcd) => {
+                let calls = etcd_grpc_calls(etcd.port()).await;
+                Served {
+                    requests: calls.values().sum(),
+                    reads: calls.get("Range").copied().unwrap_or(0.0),
+                }
             }
-            Subject::Etcd(etcd) => Some(etcd_grpc_calls(etcd.port()).await),
             Subject::Redis(redis) => {
                 // Scripts' own calls count in total_commands_processed; client requests
                 // are what the client sent: scripts, and (un)subscriptions for waiting.
@@ -80,23 +92,71 @@ impl Subject<'_> {
                     .query_async(&mut connection)
                     .await
                     .expect("INFO commandstats");
-                Some(
-                    stats
-                        .lines()
-                        .filter(|line| {
-                            ["evalsha", "eval", "subscribe", "unsubscribe"]
-                                .iter()
-                                .any(|command| line.starts_with(&format!("cmdstat_{command}:")))
-                        })
-                        .filter_map(|line| {
-                            let calls = line.split_once("calls=")?.1;
-                            calls.split(',').next()?.parse::<f64>().ok()
-                        })
-                        .sum(),
-                )
+                let requests = stats
+                    .lines()
+                    .filter(|line| {
+                        ["evalsha", "eval", "subscribe", "unsubscribe"]
+                            .iter()
+                            .any(|command| line.starts_with(&format!("cmdstat_{command}:")))
+                    })
+                    .filter_map(|line| {
+                        let calls = line.split_once("calls=")?.1;
+                        calls.split(',').next()?.parse::<f64>().ok()
+                    })
+                    .sum();
+                Served {
+                    requests,
+                    reads: f64::NAN,
+                }
             }
         }
     }
+}
+
+/// Requests a server has served, and the reads among them (`NaN` where it does not
+/// count them or tell reads apart); or the same per second.
+#[derive(Clone, Copy, Debug)]
+pub struct Served {
+    pub requests: f64,
+    pub reads: f64,
+}
+
+impl Served {
+    /// Nothing counted.
+    pub const NONE: Served = Served {
+        requests: f64::NAN,
+        reads: f64::NAN,
+    };
+
+    /// The apiserver's lease requests counted by verb: reads are GETs and LISTs (a
+    /// watch is neither).
+    pub fn by_verb(by_verb: &std::collections::BTreeMap<String, f64>) -> Self {
+        Served {
+            requests: by_verb.values().sum(),
+            reads: ["GET", "LIST"]
+                .iter()
+                .filter_map(|verb| by_verb.get(*verb))
+                .sum(),
+        }
+    }
+
+    /// What was served per second between `before` and this, over `over`.
+    pub fn per_second_since(self, before: Served, over: Duration) -> Served {
+        Served {
+            requests: (self.requests - before.requests) / over.as_secs_f64(),
+            reads: (self.reads - before.reads) / over.as_secs_f64(),
+        }
+    }
+
+    /// The table's figures: requests, reads.
+    pub fn figures(self) -> Vec<f64> {
+        vec![self.requests, self.reads]
+    }
+}
+
+/// Lease requests the apiserver has served, and the reads among them.
+pub async fn kube_served(kube: &Kube) -> Served {
+    Served::by_verb(&kube_lease_requests_by_verb(kube).await)
 }
 
 /// Lease requests the apiserver has served, from its own metrics.
@@ -123,8 +183,8 @@ pub async fn kube_lease_requests_by_verb(kube: &Kube) -> std::collections::BTree
     by_verb
 }
 
-/// gRPC calls etcd has handled, from its `/metrics` on the client port.
-async fn etcd_grpc_calls(port: u16) -> f64 {
+/// gRPC calls etcd has handled by method, from its `/metrics` on the client port.
+async fn etcd_grpc_calls(port: u16) -> std::collections::BTreeMap<String, f64> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("etcd metrics");
@@ -134,8 +194,18 @@ async fn etcd_grpc_calls(port: u16) -> f64 {
         .expect("request");
     let mut body = String::new();
     stream.read_to_string(&mut body).await.expect("response");
-    body.lines()
+    let mut by_method = std::collections::BTreeMap::new();
+    for line in body
+        .lines()
         .filter(|line| line.starts_with("grpc_server_handled_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    {
+        let method = line
+            .split_once("grpc_method=\"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .unwrap_or("?");
+        if let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) {
+            *by_method.entry(method.to_owned()).or_insert(0.0) += count;
+        }
+    }
+    by_method
 }

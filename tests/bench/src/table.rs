@@ -111,15 +111,15 @@ mod tests {
         table.versus(Library::KubeLeaseManager(Settings::Lease(15)), ours);
         table.footer("Counted: requests.");
         for (ours_value, theirs_value) in [(0.2, 0.4), (0.2, 0.6), (0.4, 0.4)] {
-            table.record(0, &[ours_value]);
-            table.record(1, &[theirs_value]);
+            table.record(0, &[ours_value, 0.0]);
+            table.record(1, &[theirs_value, f64::NAN]);
         }
         assert_eq!(
             table.markdown(),
-            "\n### Steady state: server requests per second for one held lock (15 s lease, held 20 s; a 30 s lease 60 s)\n\n\
-             | library | requests/s | first figure × ours |\n|---|---|---|\n\
-             | lock-memory | 0.200 (0.200–0.400) | – |\n\
-             | kube-lease-manager 0.13, 15 s lease | 0.400 (0.400–0.600) | ×2.00 lock-memory |\n\
+            "\n### Steady state: server requests per second for one held lock, alone or with a standby waiting (15 s lease, held 20 s; a 30 s lease 60 s)\n\n\
+             | library | requests/s | reads/s | first figure × ours |\n|---|---|---|---|\n\
+             | lock-memory | 0.200 (0.200–0.400) | 0 (0–0) | – |\n\
+             | kube-lease-manager 0.13, 15 s lease | 0.400 (0.400–0.600) | – | ×2.00 lock-memory |\n\
              \nCounted: requests.\n"
         );
     }

@@ -1,0 +1,175 @@
+//! The watch of one Lease that a waiter subscribes to.
+//!
+//! It keeps what this process knows of the Lease ([`Known`]) up to date, says while it
+//! is *current* (it listed the Lease and has applied every event since), so that a take
+//! may trust that view instead of reading the Lease again, and notifies only the changes
+//! that can free the lock or hand it to someone else. A renewal changes nothing but
+//! `renewTime`: it moves the observed expiry on (through [`Known`]) and wakes nobody, so
+//! a waiter sleeps through renewals until the expiry it observed.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+use lock_core::Changes;
+
+use crate::known::{Current, Known};
+
+/// Watches `name` (re-listing after errors and `410 Gone`, with backoff), after its
+/// first list is in: the look a waiter takes after subscribing then needs no read. If
+/// that list fails, the stream is returned anyway and becomes current with the first
+/// list that succeeds.
+pub(crate) async fn lease_changes(api: Api<Lease>, known: Arc<Known>, name: &str) -> Changes {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut watch = LeaseWatch {
+        events: watcher(api, config).default_backoff().boxed(),
+        known,
+        name: name.to_owned(),
+        current: None,
+        last: None,
+        listed: false,
+    };
+    while watch.current.is_none() {
+        let Some(event) = watch.events.next().await else {
+            break;
+        };
+        let failed = event.is_err();
+        watch.apply(event);
+        if failed {
+            break;
+        }
+    }
+    Box::pin(futures::stream::unfold(watch, |mut watch| async move {
+        while let Some(event) = watch.events.next().await {
+            if watch.apply(event) {
+                return Some(((), watch));
+            }
+        }
+        None
+    }))
+}
+
+struct LeaseWatch {
+    events: BoxStream<'static, watcher::Result<watcher::Event<Lease>>>,
+    known: Arc<Known>,
+    name: String,
+    /// Held while the watch is current: from the end of a list until its next error.
+    current: Option<Current>,
+    /// The spec this watch saw last (`None`: absent), to tell a renewal from a change.
+    last: Option<LeaseSpec>,
+    /// Whether the list in progress found the Lease.
+    listed: bool,
+}
+
+impl LeaseWatch {
+    /// Applies one event to what this process knows; whether a waiter should look again.
+    fn apply(&mut self, event: watcher::Result<watcher::Event<Lease>>) -> bool {
+        match event {
+            Ok(watcher::Event::Init) => {
+                self.current = None;
+                self.listed = false;
+                false
+            }
+            Ok(watcher::Event::InitApply(lease)) => {
+                self.known.saw(&lease);
+                self.last = lease.spec;
+                self.listed = true;
+                false
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !self.listed {
+                    // Deleted while the watch was away: what was known is gone.
+                    self.known.forget(&self.name);
+                    self.last = None;
+                }
+                self.current = Some(Current::of(&self.known, &self.name));
+                true
+            }
+            Ok(watcher::Event::Apply(lease)) => {
+                self.known.saw(&lease);
+                let renewal = match (&self.last, &lease.spec) {
+                    (Some(last), Some(spec)) => is_renewal(last, spec),
+                    _ => false,
+                };
+                self.last = lease.spec;
+                !renewal
+            }
+            Ok(watcher::Event::Delete(_)) => {
+                self.known.forget(&self.name);
+                self.last = None;
+                true
+            }
+            Err(error) => {
+                // Events may be missed until the watcher has listed again.
+                tracing::debug!(%error, lease = %self.name, "lease watch failed; it re-lists with backoff");
+                self.current = None;
+                false
+            }
+        }
+    }
+}
+
+/// Whether `spec` differs from `last` in nothing but `renewTime`: the same acquisition,
+/// still held by the same holder for the same duration.
+fn is_renewal(last: &LeaseSpec, spec: &LeaseSpec) -> bool {
+    let unrenewed = |spec: &LeaseSpec| LeaseSpec {
+        renew_time: None,
+        ..spec.clone()
+    };
+    unrenewed(last) == unrenewed(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp};
+
+    use super::*;
+
+    fn held(holder: &str, renewed_at: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            lease_duration_seconds: Some(15),
+            acquire_time: Some(MicroTime(Timestamp::from_second(1).expect("a time"))),
+            renew_time: Some(MicroTime(
+                Timestamp::from_second(renewed_at).expect("a time"),
+            )),
+            lease_transitions: Some(3),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_renewal_changes_only_the_renew_time() {
+        assert!(is_renewal(&held("a", 10), &held("a", 12)));
+        assert!(is_renewal(&held("a", 10), &held("a", 10)));
+    }
+
+    #[test]
+    fn a_new_holder_a_release_or_a_new_duration_is_no_renewal() {
+        assert!(!is_renewal(&held("a", 10), &held("b", 12)));
+        let released = LeaseSpec {
+            holder_identity: None,
+            ..held("a", 12)
+        };
+        assert!(!is_renewal(&held("a", 10), &released));
+        let longer = LeaseSpec {
+            lease_duration_seconds: Some(30),
+            ..held("a", 12)
+        };
+        assert!(!is_renewal(&held("a", 10), &longer));
+        let reacquired = LeaseSpec {
+            acquire_time: Some(MicroTime(Timestamp::from_second(11).expect("a time"))),
+            ..held("a", 12)
+        };
+        assert!(!is_renewal(&held("a", 10), &reacquired));
+        let preferred = LeaseSpec {
+            preferred_holder: Some("b".to_owned()),
+            ..held("a", 12)
+        };
+        assert!(!is_renewal(&held("a", 10), &preferred));
+    }
+}
