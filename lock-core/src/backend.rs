@@ -180,8 +180,8 @@ impl Listed {
 /// stopped and the waiter falls back to polling and subscribes again.
 ///
 /// A renewal need not notify, and should not: it cannot free the lock, and a waiter
-/// wakes by itself when the holder's observed expiry runs out (see
-/// [`LockInfo::expires_in`]). Each backend says whether it notifies renewals.
+/// looks again by itself when the holder's expiry runs out (see
+/// [`LockInfo::expires_in`]) or after the poll interval, whichever comes first.
 pub type Changes = BoxStream<'static, ()>;
 
 /// The atomic server operations of one backend.

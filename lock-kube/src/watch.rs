@@ -125,9 +125,95 @@ fn is_renewal(last: &LeaseSpec, spec: &LeaseSpec) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp};
+    use k8s_openapi::{
+        apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+        jiff::Timestamp,
+    };
 
     use super::*;
+
+    fn watch(known: &Arc<Known>) -> LeaseWatch {
+        LeaseWatch {
+            events: futures::stream::empty().boxed(),
+            known: known.clone(),
+            name: "lock".to_owned(),
+            current: None,
+            last: None,
+            listed: false,
+        }
+    }
+
+    fn lease(spec: LeaseSpec, version: u32) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some("lock".to_owned()),
+                resource_version: Some(version.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        }
+    }
+
+    #[test]
+    fn a_watch_is_current_from_the_end_of_a_list_until_an_error_or_its_end() {
+        let known = Arc::new(Known::default());
+        let mut watch = watch(&known);
+        assert!(!watch.apply(Ok(watcher::Event::Init)));
+        assert!(!watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1)))));
+        assert!(!known.is_watched("lock"), "not before the list is in");
+        assert!(
+            watch.apply(Ok(watcher::Event::InitDone)),
+            "a list wakes the waiter"
+        );
+        assert!(known.is_watched("lock"));
+        assert!(!watch.apply(Err(watcher::Error::NoResourceVersion)));
+        assert!(
+            !known.is_watched("lock"),
+            "events may be missed until it lists again"
+        );
+        watch.apply(Ok(watcher::Event::Init));
+        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 12), 2))));
+        watch.apply(Ok(watcher::Event::InitDone));
+        assert!(known.is_watched("lock"));
+        drop(watch);
+        assert!(!known.is_watched("lock"), "nor once it has ended");
+    }
+
+    #[test]
+    fn renewals_wake_nobody_and_every_other_change_does() {
+        let known = Arc::new(Known::default());
+        let mut watch = watch(&known);
+        watch.apply(Ok(watcher::Event::Init));
+        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1))));
+        watch.apply(Ok(watcher::Event::InitDone));
+        assert!(!watch.apply(Ok(watcher::Event::Apply(lease(held("a", 12), 2)))));
+        assert_eq!(
+            known.lease("lock"),
+            Some(lease(held("a", 12), 2)),
+            "yet it is known"
+        );
+        assert!(watch.apply(Ok(watcher::Event::Apply(lease(held("b", 13), 3)))));
+        assert!(watch.apply(Ok(watcher::Event::Delete(lease(held("b", 13), 3)))));
+        assert_eq!(known.lease("lock"), None);
+        assert!(watch.apply(Ok(watcher::Event::Apply(lease(held("c", 14), 4)))));
+    }
+
+    #[test]
+    fn a_lease_deleted_while_the_watch_was_away_is_forgotten_by_the_next_list() {
+        let known = Arc::new(Known::default());
+        let mut watch = watch(&known);
+        watch.apply(Ok(watcher::Event::Init));
+        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1))));
+        watch.apply(Ok(watcher::Event::InitDone));
+        watch.apply(Err(watcher::Error::NoResourceVersion));
+        watch.apply(Ok(watcher::Event::Init));
+        assert!(watch.apply(Ok(watcher::Event::InitDone)));
+        assert_eq!(known.lease("lock"), None);
+        assert!(
+            known.is_watched("lock"),
+            "current: it is known to be absent"
+        );
+    }
 
     fn held(holder: &str, renewed_at: i64) -> LeaseSpec {
         LeaseSpec {
