@@ -36,7 +36,8 @@
 //!   no request while the holder renews: the waiter's watch applies each renewal to its
 //!   observation and wakes it for none, and while that watch is current a take trusts
 //!   it instead of reading the Lease (a standby costs one read, one list and one open
-//!   watch in all).
+//!   watch in all; after a watch error it reads on each look until the watch, resumed,
+//!   delivers again).
 //! - **client-go compatible** records (`holderIdentity`, `leaseDurationSeconds`,
 //!   `acquireTime`, `renewTime` with six fractional digits, `leaseTransitions` bumped on
 //!   every acquisition; release writes an empty holder, like ReleaseOnCancel). Give Go

@@ -57,7 +57,8 @@ struct LeaseWatch {
     events: BoxStream<'static, watcher::Result<watcher::Event<Lease>>>,
     known: Arc<Known>,
     name: String,
-    /// Held while the watch is current: from the end of a list until its next error.
+    /// Held while the watch is current: from the end of a list, or the first event of a
+    /// watch resumed after an error, until the next error.
     current: Option<Current>,
     /// The spec this watch saw last (`None`: absent), to tell a renewal from a change.
     last: Option<LeaseSpec>,
@@ -91,6 +92,7 @@ impl LeaseWatch {
             }
             Ok(watcher::Event::Apply(lease)) => {
                 self.known.saw(&lease);
+                self.resumed();
                 let renewal = match (&self.last, &lease.spec) {
                     (Some(last), Some(spec)) => is_renewal(last, spec),
                     _ => false,
@@ -100,15 +102,25 @@ impl LeaseWatch {
             }
             Ok(watcher::Event::Delete(_)) => {
                 self.known.forget(&self.name);
+                self.resumed();
                 self.last = None;
                 true
             }
             Err(error) => {
-                // Events may be missed until the watcher has listed again.
-                tracing::debug!(%error, lease = %self.name, "lease watch failed; it re-lists with backoff");
+                // The watcher watches again from the last version it saw (or lists again
+                // if that is too old): until it delivers, what is known may be old.
+                tracing::debug!(%error, lease = %self.name, "lease watch failed; it watches again with backoff");
                 self.current = None;
                 false
             }
+        }
+    }
+
+    /// An event outside a list: the watch has applied every event up to it (after an
+    /// error, kube's watcher resumes from the last version it saw, missing none).
+    fn resumed(&mut self) {
+        if self.current.is_none() {
+            self.current = Some(Current::of(&self.known, &self.name));
         }
     }
 }
@@ -155,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_watch_is_current_from_the_end_of_a_list_until_an_error_or_its_end() {
+    fn a_watch_is_current_from_a_list_or_a_resumed_event_until_an_error_or_its_end() {
         let known = Arc::new(Known::default());
         let mut watch = watch(&known);
         assert!(!watch.apply(Ok(watcher::Event::Init)));
@@ -167,12 +179,16 @@ mod tests {
         );
         assert!(known.is_watched("lock"));
         assert!(!watch.apply(Err(watcher::Error::NoResourceVersion)));
+        assert!(!known.is_watched("lock"), "what is known may be old");
+        assert!(!watch.apply(Ok(watcher::Event::Apply(lease(held("a", 11), 2)))));
         assert!(
-            !known.is_watched("lock"),
-            "events may be missed until it lists again"
+            known.is_watched("lock"),
+            "resumed from the last version seen"
         );
+        watch.apply(Err(watcher::Error::NoResourceVersion));
         watch.apply(Ok(watcher::Event::Init));
-        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 12), 2))));
+        assert!(!known.is_watched("lock"), "listing again");
+        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 12), 3))));
         watch.apply(Ok(watcher::Event::InitDone));
         assert!(known.is_watched("lock"));
         drop(watch);
