@@ -175,11 +175,17 @@ impl Server {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The end of the server's log, for failure messages.
+    /// The end of the server's log, for failure messages (of a Go server that died, the
+    /// lines before the dump of its goroutines).
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<_> = log.lines().rev().take(30).collect();
-        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        let lines: Vec<&str> = log.lines().collect();
+        // A Go server that died says why just before the dump of its goroutines.
+        let end = lines
+            .iter()
+            .position(|line| line.starts_with("goroutine "))
+            .unwrap_or(lines.len());
+        lines[end.saturating_sub(30)..end].join("\n")
     }
 
     fn signal(&self, signal: Signal) {
@@ -191,8 +197,34 @@ impl Server {
     }
 
     /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing.
+    /// Returns once every thread of it has stopped (a busy machine can leave threads
+    /// running, and answering, for a while after the signal is sent).
     pub fn pause(&self) {
         self.signal(Signal::SIGSTOP);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop within 10 s of SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether no thread of the server runs: each is stopped or gone.
+    fn stopped(&self) -> bool {
+        let Some(pid) = self.pid() else { return true };
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        tasks.flatten().all(|task| {
+            fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit(')').next().map(str::to_owned))
+                .and_then(|rest| rest.trim_start().chars().next())
+                .is_none_or(|state| matches!(state, 'T' | 't' | 'Z' | 'X'))
+        })
     }
 
     /// Asks the server to shut down gracefully (SIGTERM).
