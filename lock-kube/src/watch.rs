@@ -155,6 +155,15 @@ mod tests {
         }
     }
 
+    /// A watch whose first list held the Lease, held by `a`.
+    fn listed(known: &Arc<Known>) -> LeaseWatch {
+        let mut watch = watch(known);
+        watch.apply(Ok(watcher::Event::Init));
+        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1))));
+        watch.apply(Ok(watcher::Event::InitDone));
+        watch
+    }
+
     fn lease(spec: LeaseSpec, version: u32) -> Lease {
         Lease {
             metadata: ObjectMeta {
@@ -198,10 +207,7 @@ mod tests {
     #[test]
     fn renewals_wake_nobody_and_every_other_change_does() {
         let known = Arc::new(Known::default());
-        let mut watch = watch(&known);
-        watch.apply(Ok(watcher::Event::Init));
-        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1))));
-        watch.apply(Ok(watcher::Event::InitDone));
+        let mut watch = listed(&known);
         assert!(!watch.apply(Ok(watcher::Event::Apply(lease(held("a", 12), 2)))));
         assert_eq!(
             known.lease("lock"),
@@ -217,10 +223,7 @@ mod tests {
     #[test]
     fn a_lease_deleted_while_the_watch_was_away_is_forgotten_by_the_next_list() {
         let known = Arc::new(Known::default());
-        let mut watch = watch(&known);
-        watch.apply(Ok(watcher::Event::Init));
-        watch.apply(Ok(watcher::Event::InitApply(lease(held("a", 10), 1))));
-        watch.apply(Ok(watcher::Event::InitDone));
+        let mut watch = listed(&known);
         watch.apply(Err(watcher::Error::NoResourceVersion));
         watch.apply(Ok(watcher::Event::Init));
         assert!(watch.apply(Ok(watcher::Event::InitDone)));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 /// Latencies of one benchmark scenario.
 #[derive(Clone, Debug, Default)]
@@ -55,33 +55,6 @@ pub async fn acquire_release(lock: &lock_core::Lock, n: usize) -> (Sample, Sampl
         releases.push(started.elapsed());
     }
     (Sample(acquires), Sample(releases))
-}
-
-/// Graceful hand-over, `n` times: `holder` holds, `follower` waits (given time to start
-/// waiting), `holder` releases; timed from the release call until the follower holds.
-pub async fn graceful_handover(
-    holder: &lock_core::Lock,
-    follower: &lock_core::Lock,
-    n: usize,
-) -> Sample {
-    let mut latencies = Vec::new();
-    for _ in 0..n {
-        let guard = holder.acquire().await.expect("holder acquires");
-        let waiting = {
-            let follower = follower.clone();
-            tokio::spawn(async move {
-                let guard = follower.acquire().await.expect("follower acquires");
-                (Instant::now(), guard)
-            })
-        };
-        sleep(Duration::from_millis(150)).await; // the follower is waiting by now
-        let released_at = Instant::now();
-        guard.release().await.expect("release");
-        let (acquired_at, taken) = waiting.await.expect("follower task");
-        latencies.push(acquired_at - released_at);
-        taken.release().await.expect("release");
-    }
-    Sample(latencies)
 }
 
 /// One lock/unlock cycle of one contender.
