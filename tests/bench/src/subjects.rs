@@ -168,19 +168,12 @@ pub async fn kube_lease_requests(kube: &Kube) -> f64 {
 /// own metrics.
 pub async fn kube_lease_requests_by_verb(kube: &Kube) -> std::collections::BTreeMap<String, f64> {
     let metrics = crate::measure::apiserver_metrics(kube).await;
-    let mut by_verb = std::collections::BTreeMap::new();
-    for line in metrics.lines().filter(|line| {
-        line.starts_with("apiserver_request_total{") && line.contains("resource=\"leases\"")
-    }) {
-        let verb = line
-            .split_once("verb=\"")
-            .and_then(|(_, rest)| rest.split('"').next())
-            .unwrap_or("?");
-        if let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) {
-            *by_verb.entry(verb.to_owned()).or_insert(0.0) += count;
-        }
-    }
-    by_verb
+    let leases: String = metrics
+        .lines()
+        .filter(|line| line.contains("resource=\"leases\""))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    counts_by(&leases, "apiserver_request_total", "verb")
 }
 
 /// gRPC calls etcd has handled by method, from its `/metrics` on the client port.
@@ -194,18 +187,21 @@ async fn etcd_grpc_calls(port: u16) -> std::collections::BTreeMap<String, f64> {
         .expect("request");
     let mut body = String::new();
     stream.read_to_string(&mut body).await.expect("response");
-    let mut by_method = std::collections::BTreeMap::new();
-    for line in body
-        .lines()
-        .filter(|line| line.starts_with("grpc_server_handled_total{"))
-    {
-        let method = line
-            .split_once("grpc_method=\"")
+    counts_by(&body, "grpc_server_handled_total", "grpc_method")
+}
+
+/// The samples of Prometheus counter `metric` in `text`, summed by the value of `label`.
+fn counts_by(text: &str, metric: &str, label: &str) -> std::collections::BTreeMap<String, f64> {
+    let (series, label) = (format!("{metric}{{"), format!("{label}=\""));
+    let mut by_label = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|line| line.starts_with(&series)) {
+        let value = line
+            .split_once(&label)
             .and_then(|(_, rest)| rest.split('"').next())
             .unwrap_or("?");
         if let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) {
-            *by_method.entry(method.to_owned()).or_insert(0.0) += count;
+            *by_label.entry(value.to_owned()).or_insert(0.0) += count;
         }
     }
-    by_method
+    by_label
 }
