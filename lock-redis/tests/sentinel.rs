@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::{Instant, timeout};
+
 use lock_core::{Lock, Locks, Timing, conformance::unique_name};
 use lock_redis::RedisBackend;
 use lock_tests::{RedisSentinel, SERVICE};
@@ -29,8 +31,9 @@ async fn a_lock_follows_a_failover_to_the_promoted_replica() {
     // to acknowledge the renewals.
     let backend = backend(&redis).await;
     let name = unique_name("sentinel");
-    // Longer than a failover (0.5 s to declare the primary down, then the election).
-    let ttl = Duration::from_secs(6);
+    // Longer than a failover: 0.5 s to declare the primary down, then an election that
+    // Sentinel tries again 8 s later if its votes split.
+    let ttl = Duration::from_secs(15);
     let guard = lock(backend.clone(), &name, "holder", ttl)
         .acquire()
         .await
@@ -38,12 +41,26 @@ async fn a_lock_follows_a_failover_to_the_promoted_replica() {
     // Replicated before the primary dies (the replica follows within milliseconds).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let old = redis.primary().await;
+    let killed = Instant::now();
     redis.kill(old);
     let promoted = redis.failed_over_from(old).await;
+    let failed_over = Instant::now();
     assert_ne!(promoted, old);
-    // Past the TTL: valid only if renewed on the promoted replica.
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    assert!(guard.is_valid(), "renewed on the new primary");
+    // A renewal sent after the failover succeeds: on the promoted replica. Renewals
+    // come every TTL / 3, retried sooner while they fail.
+    let renewed = timeout(ttl, async {
+        while guard.validity().last_renewed() < failed_over && guard.is_valid() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        renewed.is_ok() && guard.is_valid(),
+        "renewed on the promoted replica (the failover took {:?}, {:?} ago): lost {:?}",
+        failed_over - killed,
+        failed_over.elapsed(),
+        guard.validity().loss()
+    );
     let held = Locks::new(backend.clone())
         .holder(&name)
         .await
@@ -66,7 +83,7 @@ async fn with_replica_acks_a_take_the_replica_did_not_get_is_refused_and_undone(
     let mut redis = RedisSentinel::start().await;
     let backend = backend(&redis)
         .await
-        .with_replica_acks(1, Duration::from_millis(300));
+        .with_replica_acks(1, Duration::from_secs(1));
     let ttl = Duration::from_secs(15);
     let first = lock(backend.clone(), &unique_name("acked"), "holder", ttl)
         .try_acquire()
