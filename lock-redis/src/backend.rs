@@ -141,9 +141,11 @@ impl RedisBackend {
     }
 
     /// Counts a take or a renewal only once `replicas` replicas have it (Redis' `WAIT`,
-    /// in the same pipeline as the script, on a connection of its own, so it covers that
-    /// write), waiting up to `timeout` for them; keep `timeout` below the lock's request
-    /// timeout (by default a third of the TTL). A take that fewer replicas acknowledged is released and
+    /// in the same pipeline as the script, so it covers that write), waiting up to
+    /// `timeout` for them; keep `timeout` below the lock's request timeout (by default a
+    /// third of the TTL). Each such write has a connection to itself while it waits
+    /// (`WAIT` holds up its connection), so writes of several locks never wait for each
+    /// other's replicas. A take that fewer replicas acknowledged is released and
     /// reported as a transient error; such a renewal is a transient error, so the guard's
     /// validity is not extended by a write a failover could lose.
     ///

@@ -7,13 +7,16 @@ use std::{
 };
 
 use redis::{
-    Client, RedisError,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    AsyncConnectionConfig, Client, RedisError,
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     sentinel::{SentinelClient, SentinelServerType},
 };
 
 /// How much longer than a `WAIT`'s own timeout its answer may take to arrive.
 const RESPONSE_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long connecting for a waiting write may take.
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where commands go; clones share it.
 #[derive(Clone)]
@@ -23,15 +26,29 @@ pub(crate) struct Primary {
     sentinel: Option<Arc<tokio::sync::Mutex<SentinelClient>>>,
 }
 
-/// One server, a connection to it, and one for writes that wait for replicas.
+/// One server, a connection to it, and connections for writes that wait for replicas.
 #[derive(Clone)]
 struct Server {
     client: Client,
     connection: ConnectionManager,
-    /// Made on first use: `WAIT` holds a connection until the replicas answer, longer
-    /// than the other commands' response timeout, and would hold up what shares it.
-    waiting: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    waiting: Arc<Waiting>,
 }
+
+/// Connections for writes that wait for replicas, one per write at a time. `WAIT` holds
+/// its connection until the replicas answer, and Redis answers a connection's commands
+/// one after another: writes sharing a connection would each wait for the replicas
+/// of those before them, and with a lagging replica a renewal would time out behind
+/// another lock's take. A connection is reused once its write has been answered; one
+/// whose write was dropped on the way, or failed on the network, is closed.
+#[derive(Default)]
+struct Waiting {
+    /// Each with the wait its response timeout was made for (clones of a backend share
+    /// the server but may wait for replicas differently long).
+    idle: std::sync::Mutex<Vec<(std::time::Duration, MultiplexedConnection)>>,
+}
+
+/// How many answered connections for waiting writes a server keeps for reuse.
+const IDLE_WAITING: usize = 8;
 
 impl Primary {
     /// Always the server of `client`.
@@ -77,27 +94,22 @@ impl Primary {
         command: F,
     ) -> Result<T, RedisError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let server = self.server();
-        let connection = server
-            .waiting
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(wait + RESPONSE_MARGIN));
-                server
-                    .client
-                    .get_connection_manager_with_config(config)
-                    .await
-            })
-            .await;
         let pending = Pending {
             primary: self,
             ended: false,
         };
-        let result = match connection {
-            Ok(connection) => command(connection.clone()).await,
+        let result = match server.waiting_connection(wait).await {
+            Ok(connection) => {
+                let result = command(connection.clone()).await;
+                if result.as_ref().err().is_none_or(|error| !moved(error)) {
+                    server.waiting.reuse(wait, connection);
+                }
+                result
+            }
             Err(error) => Err(error),
         };
         pending.end();
@@ -216,6 +228,41 @@ impl Server {
             connection,
             waiting: Arc::default(),
         })
+    }
+
+    /// A connection to this server for a write that waits for replicas (whose answer
+    /// may take up to `wait`): an idle one, or a new one.
+    async fn waiting_connection(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(connection) = self.waiting.take(wait) {
+            return Ok(connection);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(wait + RESPONSE_MARGIN));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+}
+
+impl Waiting {
+    /// An idle connection made for writes that wait `wait`.
+    fn take(&self, wait: std::time::Duration) -> Option<MultiplexedConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = idle.iter().position(|(made_for, _)| *made_for == wait)?;
+        Some(idle.swap_remove(index).1)
+    }
+
+    /// Keeps `connection`, whose write was answered, for the next write that waits
+    /// `wait`.
+    fn reuse(&self, wait: std::time::Duration, connection: MultiplexedConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_WAITING {
+            idle.push((wait, connection));
+        }
     }
 }
 

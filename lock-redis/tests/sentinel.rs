@@ -110,3 +110,36 @@ async fn with_replica_acks_a_take_the_replica_did_not_get_is_refused_and_undone(
         "the unacknowledged take was undone: {left:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_writes_do_not_wait_for_each_others_replicas() {
+    // Each acknowledged write costs a round trip to the replica: 0.5 s.
+    let redis = RedisSentinel::start_lagging(Duration::from_millis(250)).await;
+    let backend = backend(&redis)
+        .await
+        .with_replica_acks(1, Duration::from_secs(1));
+    // Four takes at once on one backend, each bounded by 1.2 s: one after another they
+    // would need 2 s.
+    let timing =
+        Timing::new(Duration::from_secs(15)).with_request_timeout(Duration::from_millis(1200));
+    let takes = (0..4).map(|index| {
+        let lock = Lock::builder(
+            backend.clone(),
+            unique_name(&format!("acked-{index}")),
+            "holder",
+        )
+        .timing(timing)
+        .build()
+        .expect("a valid lock");
+        async move { lock.try_acquire().await }
+    });
+    let guards = futures::future::join_all(takes).await;
+    assert!(redis.lags().await, "the replica lagged throughout");
+    for guard in guards {
+        guard
+            .expect("acknowledged within its bound")
+            .release()
+            .await
+            .expect("released");
+    }
+}

@@ -8,9 +8,9 @@ use tokio::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::watch,
+    sync::{mpsc, watch},
     task::{JoinHandle, JoinSet},
-    time::sleep,
+    time::{Instant, sleep_until},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,30 +164,51 @@ async fn forward(client: TcpStream, target: SocketAddr, mut state: watch::Receiv
     }
 }
 
-/// Copies one direction, holding data while blackholed and delaying it by the latency.
+/// Copies one direction, holding data while blackholed and delaying each chunk by the
+/// latency from when it was read: a link with that latency, whose chunks do not wait
+/// for one another.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    mut state: watch::Receiver<State>,
+    state: watch::Receiver<State>,
 ) -> io::Result<()> {
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        state
-            .wait_for(|s| s.mode != Mode::Blackhole)
-            .await
-            .map_err(|_| io::ErrorKind::BrokenPipe)?;
-        let read = from.read(&mut buffer).await?;
-        if read == 0 {
-            return to.shutdown().await;
+    let (chunks, mut arriving) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let mut reading_state = state.clone();
+    let reading = async move {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            open(&mut reading_state).await?;
+            let read = from.read(&mut buffer).await?;
+            if read == 0 {
+                // Dropping `chunks` ends the writing once it has written what is in flight.
+                return Ok(());
+            }
+            let due = Instant::now() + reading_state.borrow().latency;
+            if chunks.send((due, buffer[..read].to_vec())).await.is_err() {
+                return Ok(());
+            }
         }
-        let latency = state.borrow().latency;
-        if !latency.is_zero() {
-            sleep(latency).await;
+    };
+    let mut writing_state = state;
+    let writing = async move {
+        while let Some((due, chunk)) = arriving.recv().await {
+            sleep_until(due).await;
+            open(&mut writing_state).await?;
+            to.write_all(&chunk).await?;
         }
-        state
-            .wait_for(|s| s.mode != Mode::Blackhole)
-            .await
-            .map_err(|_| io::ErrorKind::BrokenPipe)?;
-        to.write_all(&buffer[..read]).await?;
-    }
+        to.shutdown().await
+    };
+    tokio::try_join!(reading, writing).map(|_| ())
+}
+
+/// How many chunks one direction holds on their way before it stops reading.
+const IN_FLIGHT: usize = 64;
+
+/// Waits while the proxy blackholes.
+async fn open(state: &mut watch::Receiver<State>) -> io::Result<()> {
+    state
+        .wait_for(|s| s.mode != Mode::Blackhole)
+        .await
+        .map(|_| ())
+        .map_err(|_| io::ErrorKind::BrokenPipe.into())
 }

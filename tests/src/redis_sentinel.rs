@@ -11,6 +11,14 @@ use crate::{
 /// The name the Sentinels monitor the primary by.
 pub const SERVICE: &str = "lock-tests";
 
+/// Sentinel's `failover-timeout` without lag: a failover whose election split is tried
+/// again after twice this.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Sentinel's `failover-timeout` with a lagging replica: Redis's default, so that
+/// Sentinel leaves the replica's delaying proxy in place for that long.
+const LAGGING_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// A Redis primary and replica (each with an fsynced append-only file) and three
 /// Sentinels on 127.0.0.1, stopped on drop. Sentinels declare the primary down after
 /// 0.5 s without an answer and promote the replica; [`restart`](RedisSentinel::restart)
@@ -30,25 +38,62 @@ pub const SERVICE: &str = "lock-tests";
 /// ```
 #[derive(Debug)]
 pub struct RedisSentinel {
-    /// The replica's replication link to its primary, and its latency each way.
-    replication: Proxy,
-    latency: Duration,
+    /// With a lagging replica, its replication link; without, the replica replicates
+    /// from the primary directly.
+    replication: Option<Lag>,
     servers: Vec<Server>,
     ports: Vec<u16>,
     sentinels: Vec<Server>,
     sentinel_ports: Vec<u16>,
 }
 
+/// A replica's delayed replication link.
+#[derive(Debug)]
+struct Lag {
+    proxy: Proxy,
+    latency: Duration,
+    /// The server the link replicates from.
+    upstream: usize,
+}
+
 impl RedisSentinel {
     /// Starts the primary (server 0), its replica (server 1) and the Sentinels, and
-    /// waits until the replica is in sync and every Sentinel knows the others.
+    /// waits until the replica is in sync and every Sentinel knows the others. The
+    /// replica replicates from the primary directly, and a failover whose election
+    /// splits the Sentinels' votes is tried again after 8 s (`failover-timeout` 4 s).
     pub async fn start() -> Self {
+        Self::start_with(None, FAILOVER_TIMEOUT).await
+    }
+
+    /// Like [`start`](RedisSentinel::start), with the replica's replication delayed by
+    /// `latency` each way (through a proxy), as a replica in another zone or under load
+    /// lags: the primary acknowledges writes the replica does not have yet. A server
+    /// [restarted](RedisSentinel::restart) as a replica lags as much, and a killed
+    /// primary takes what its replica had not received with it.
+    ///
+    /// Sentinel re-points a replica whose primary's address is not the one it monitors
+    /// (the proxy's is not) once its `failover-timeout` has passed since the replica's
+    /// last change, which would end the lag; so these Sentinels keep Redis's default
+    /// of 3 minutes, and a failover whose election splits is tried again only after
+    /// twice that, as in production. [`lags`](RedisSentinel::lags) says whether the
+    /// lag is still in place.
+    pub async fn start_lagging(latency: Duration) -> Self {
+        Self::start_with(Some(latency), LAGGING_FAILOVER_TIMEOUT).await
+    }
+
+    async fn start_with(latency: Option<Duration>, failover_timeout: Duration) -> Self {
         let redis_server = program("redis-server", "apt-get install redis-server");
         let ports = vec![free_port(), free_port()];
-        let replication = Proxy::to_port(ports[0]).await;
+        let replication = match latency {
+            Some(latency) => Some(Lag::to(0, ports[0], latency).await),
+            None => None,
+        };
+        let upstream = replication
+            .as_ref()
+            .map_or(ports[0], |lag| lag.proxy.port());
         let mut servers = Vec::new();
         for (index, &port) in ports.iter().enumerate() {
-            let replica_of = (index > 0).then_some(replication.port());
+            let replica_of = (index > 0).then_some(upstream);
             let dir = Server::make_dir("redis-ha");
             let args = server_args(port, &dir, replica_of);
             servers.push(Server::spawn(
@@ -69,10 +114,11 @@ impl RedisSentinel {
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
                      sentinel monitor {SERVICE} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {SERVICE} 500\n\
-                     sentinel failover-timeout {SERVICE} 4000\n\
+                     sentinel failover-timeout {SERVICE} {}\n\
                      sentinel parallel-syncs {SERVICE} 1\n",
                     dir.display(),
-                    ports[0]
+                    ports[0],
+                    failover_timeout.as_millis()
                 ),
             )
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
@@ -86,7 +132,6 @@ impl RedisSentinel {
         }
         let redis = Self {
             replication,
-            latency: Duration::ZERO,
             servers,
             ports,
             sentinels,
@@ -167,12 +212,24 @@ impl RedisSentinel {
         }
     }
 
-    /// Delays the replica's replication from its primary by `latency` each way, as a
-    /// replica in another zone lags: the primary acknowledges writes the replica does not
-    /// have yet. A server [restarted](RedisSentinel::restart) as a replica lags as much.
-    pub fn set_replication_latency(&mut self, latency: Duration) {
-        self.latency = latency;
-        self.replication.set_latency(latency);
+    /// Whether every replica replicates through the delaying proxy (always true without
+    /// [lag](RedisSentinel::start_lagging)): false once Sentinel has re-pointed one to
+    /// the primary itself.
+    pub async fn lags(&self) -> bool {
+        let Some(lag) = &self.replication else {
+            return true;
+        };
+        let primary = self.primary().await;
+        for (index, &port) in self.ports.iter().enumerate() {
+            if index == primary || !self.servers[index].is_alive() {
+                continue;
+            }
+            let replication = info(port, "replication").await.unwrap_or_default();
+            if !replication.contains(&format!("master_port:{}", lag.proxy.port())) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Freezes server `index` (SIGSTOP): Sentinel fails over after 0.5 s, and the frozen
@@ -191,23 +248,31 @@ impl RedisSentinel {
         &mut self.sentinels[index]
     }
 
-    /// Kills server `index` (SIGKILL), keeping its files.
+    /// Kills server `index` (SIGKILL), keeping its files. A lagging replica's link from
+    /// it is cut at once: what the replica had not received is lost with the primary,
+    /// as when its machine fails.
     pub fn kill(&mut self, index: usize) {
+        if let Some(lag) = &self.replication
+            && lag.upstream == index
+        {
+            lag.proxy.cut();
+        }
         self.servers[index].kill();
     }
 
     /// Starts server `index` again on its files: as a replica of the primary the
-    /// Sentinels name now (through a replication link with the latency set), or, if the
+    /// Sentinels name now (lagging as much as the first replica did), or, if the
     /// Sentinels still name it, as the primary. Returns once it serves (a replica: in
     /// sync).
     pub async fn restart(&mut self, index: usize) {
         let primary = self.primary().await;
         let replica_of = if primary == index {
             None
+        } else if let Some(lag) = &mut self.replication {
+            *lag = Lag::to(primary, self.ports[primary], lag.latency).await;
+            Some(lag.proxy.port())
         } else {
-            self.replication = Proxy::to_port(self.ports[primary]).await;
-            self.replication.set_latency(self.latency);
-            Some(self.replication.port())
+            Some(self.ports[primary])
         };
         let server = &mut self.servers[index];
         let args = server_args(self.ports[index], server.dir(), replica_of);
@@ -220,6 +285,19 @@ impl RedisSentinel {
                 })
             })
             .await;
+    }
+}
+
+impl Lag {
+    /// A link from server `upstream`, on `port`, delayed by `latency` each way.
+    async fn to(upstream: usize, port: u16, latency: Duration) -> Self {
+        let proxy = Proxy::to_port(port).await;
+        proxy.set_latency(latency);
+        Self {
+            proxy,
+            latency,
+            upstream,
+        }
     }
 }
 

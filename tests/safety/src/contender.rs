@@ -23,9 +23,6 @@ use crate::{
 /// Fenced writes per acquisition, each after a validity check.
 const WRITES_PER_TERM: usize = 3;
 
-/// How long one acquire call waits before the loop checks whether to stop.
-const ACQUIRE_WAIT: Duration = Duration::from_millis(300);
-
 /// The pause between one release and the next acquire.
 const THINK: Duration = Duration::from_millis(1);
 
@@ -130,7 +127,7 @@ pub fn spawn(
     plan: &Plan,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
-    let (ttl, hold) = (plan.ttl, plan.hold);
+    let (ttl, hold, wait) = (plan.ttl, plan.hold, plan.acquire_wait);
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -142,7 +139,7 @@ pub fn spawn(
                 .timing(timing(ttl))
                 .build()
                 .expect("a valid lock");
-            run(index, &lock, store.as_deref(), hold, &shared).await;
+            run(index, &lock, store.as_deref(), hold, wait, &shared).await;
         });
     })
 }
@@ -153,11 +150,12 @@ async fn run(
     lock: &Lock,
     store: Option<&dyn Store>,
     hold: Duration,
+    wait: Duration,
     shared: &Shared,
 ) {
     let ttl = lock.timing().ttl();
     while !shared.stopped() {
-        let guard = match lock.acquire_timeout(ACQUIRE_WAIT).await {
+        let guard = match lock.acquire_timeout(wait).await {
             Ok(guard) => guard,
             Err(Error::Timeout { .. }) => continue,
             Err(_) => {

@@ -31,6 +31,9 @@ pub struct Plan {
     pub hold: Duration,
     /// How much longer than the TTL after a heal someone may take to hold the lock again.
     pub recovery_margin: Duration,
+    /// How long one acquire call of a contender waits before its loop checks whether to
+    /// stop: longer than one take, or nobody ever takes the lock.
+    pub acquire_wait: Duration,
 }
 
 impl Plan {
@@ -44,6 +47,7 @@ impl Plan {
             fault_for: Duration::from_secs(3),
             hold: Duration::ZERO,
             recovery_margin: Duration::from_secs(2),
+            acquire_wait: Duration::from_millis(300),
         }
     }
 

@@ -31,6 +31,10 @@ const TTL: Duration = Duration::from_secs(5);
 /// How long a holder works between its writes: its term outlives renewals (every 1.7 s).
 const HOLD: Duration = Duration::from_secs(1);
 
+/// How long a contender's acquire call waits: a take the replica acknowledges costs a
+/// round trip to it (0.5 s).
+const ACQUIRE_WAIT: Duration = Duration::from_secs(2);
+
 /// How far the replica lags: 250 ms each way, a replica under load or across a
 /// congested link. The primary acknowledges what the replica has not got yet.
 const REPLICATION_LATENCY: Duration = Duration::from_millis(250);
@@ -38,8 +42,7 @@ const REPLICATION_LATENCY: Duration = Duration::from_millis(250);
 impl RedisSentinelSystem {
     /// Starts the servers; with `acknowledged`, takes and renewals wait for the replica.
     pub async fn start(acknowledged: bool) -> Self {
-        let mut redis = RedisSentinel::start().await;
-        redis.set_replication_latency(REPLICATION_LATENCY);
+        let redis = RedisSentinel::start_lagging(REPLICATION_LATENCY).await;
         let sentinels = redis.sentinel_urls();
         Self {
             redis: Mutex::new(redis),
@@ -85,6 +88,7 @@ impl System for RedisSentinelSystem {
         Plan {
             ttl: TTL,
             hold: HOLD,
+            acquire_wait: ACQUIRE_WAIT,
             ..plan.clone()
         }
     }
@@ -118,6 +122,10 @@ impl System for RedisSentinelSystem {
         assert_eq!(nemesis, Nemesis::PrimaryKilled, "{nemesis:?}");
         let mut redis = self.redis.lock().await;
         let primary = redis.primary().await;
+        assert!(
+            redis.lags().await,
+            "Sentinel re-pointed the replica to the primary itself: it no longer lags"
+        );
         redis.kill(primary);
         redis.failed_over_from(primary).await;
         tokio::time::sleep(lasting).await;
