@@ -39,7 +39,8 @@ struct Server {
 /// one after another: writes sharing a connection would each wait for the replicas
 /// of those before them, and with a lagging replica a renewal would time out behind
 /// another lock's take. A connection is reused once its write has been answered; one
-/// whose write was dropped on the way, or failed on the network, is closed.
+/// whose write was dropped on the way is closed, and a write that failed on the network
+/// closes the idle ones too.
 #[derive(Default)]
 struct Waiting {
     /// Each with the wait its response timeout was made for (clones of a backend share
@@ -105,8 +106,12 @@ impl Primary {
         let result = match server.waiting_connection(wait).await {
             Ok(connection) => {
                 let result = command(connection.clone()).await;
-                if result.as_ref().err().is_none_or(|error| !moved(error)) {
-                    server.waiting.reuse(wait, connection);
+                match &result {
+                    // The server may be gone or restarted: so are the idle connections.
+                    Err(error) if moved(error) || error.is_unrecoverable_error() => {
+                        server.waiting.clear();
+                    }
+                    _ => server.waiting.reuse(wait, connection),
                 }
                 result
             }
@@ -254,6 +259,14 @@ impl Waiting {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let index = idle.iter().position(|(made_for, _)| *made_for == wait)?;
         Some(idle.swap_remove(index).1)
+    }
+
+    /// Closes every idle connection.
+    fn clear(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Keeps `connection`, whose write was answered, for the next write that waits

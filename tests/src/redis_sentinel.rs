@@ -196,25 +196,41 @@ impl RedisSentinel {
     }
 
     /// Waits (up to 30 s) until the Sentinels name another primary than `old`, and
-    /// returns it.
+    /// returns it. A failover whose election split the Sentinels' votes is tried again
+    /// by Sentinel only after twice `failover-timeout` (6 min with a lagging replica);
+    /// after 10 s without one (Sentinel's election timeout), a Sentinel is told to fail
+    /// over (`SENTINEL FAILOVER`) every 2 s, as an operator would.
     pub async fn failed_over_from(&self, old: usize) -> usize {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        let mut nudge = started + Duration::from_secs(10);
         loop {
             let primary = self.primary().await;
             if primary != old {
                 return primary;
             }
+            let now = tokio::time::Instant::now();
             assert!(
-                tokio::time::Instant::now() < deadline,
+                now < deadline,
                 "Sentinel did not fail over from server {old} within 30 s"
             );
+            if now >= nudge {
+                for &port in &self.sentinel_ports {
+                    let told: Option<redis::Value> =
+                        query(port, &["SENTINEL", "FAILOVER", SERVICE]).await;
+                    if told.is_some() {
+                        break;
+                    }
+                }
+                nudge = now + Duration::from_secs(2);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Whether every replica replicates through the delaying proxy (always true without
-    /// [lag](RedisSentinel::start_lagging)): false once Sentinel has re-pointed one to
-    /// the primary itself.
+    /// Whether every replica replicates through the delaying proxy, its link up (always
+    /// true without [lag](RedisSentinel::start_lagging)): false once Sentinel has
+    /// re-pointed one to the primary itself, or a replica does not answer within 1 s.
     pub async fn lags(&self) -> bool {
         let Some(lag) = &self.replication else {
             return true;
@@ -224,8 +240,15 @@ impl RedisSentinel {
             if index == primary || !self.servers[index].is_alive() {
                 continue;
             }
-            let replication = info(port, "replication").await.unwrap_or_default();
-            if !replication.contains(&format!("master_port:{}", lag.proxy.port())) {
+            let replication =
+                tokio::time::timeout(Duration::from_secs(1), info(port, "replication"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+            if !replication.contains(&format!("master_port:{}", lag.proxy.port()))
+                || !replication.contains("master_link_status:up")
+            {
                 return false;
             }
         }
@@ -343,6 +366,11 @@ async fn info(port: u16, section: &str) -> Option<String> {
 
 /// A command's answer as a list of strings, from the server (or Sentinel) on `port`.
 async fn command(port: u16, words: &[&str]) -> Option<Vec<String>> {
+    query(port, words).await
+}
+
+/// A command's answer, from the server (or Sentinel) on `port`, within 1 s.
+async fn query<T: redis::FromRedisValue>(port: u16, words: &[&str]) -> Option<T> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
     let mut connection = client.get_multiplexed_async_connection().await.ok()?;
     let mut command = redis::cmd(words[0]);
