@@ -38,8 +38,14 @@ async fn a_lock_follows_a_failover_to_the_promoted_replica() {
         .acquire()
         .await
         .expect("acquired on the primary");
-    // Replicated before the primary dies (the replica follows within milliseconds).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The replica has the take before the primary dies.
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(400)
+        .query_async(&mut backend.connection())
+        .await
+        .expect("WAIT on the primary");
+    assert_eq!(replicas, 1, "the replica has the take");
     let old = redis.primary().await;
     let killed = Instant::now();
     redis.kill(old);

@@ -240,12 +240,7 @@ impl RedisSentinel {
             if index == primary || !self.servers[index].is_alive() {
                 continue;
             }
-            let replication =
-                tokio::time::timeout(Duration::from_secs(1), info(port, "replication"))
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
+            let replication = info(port, "replication").await.unwrap_or_default();
             if !replication.contains(&format!("master_port:{}", lag.proxy.port()))
                 || !replication.contains("master_link_status:up")
             {
@@ -353,15 +348,9 @@ fn server_args(port: u16, dir: &Path, replica_of: Option<u16>) -> Vec<OsString> 
     args.into_iter().map(OsString::from).collect()
 }
 
-/// `INFO section` of the server on `port`.
+/// `INFO section` of the server on `port`, within 1 s.
 async fn info(port: u16, section: &str) -> Option<String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
-    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut connection)
-        .await
-        .ok()
+    query(port, &["INFO", section]).await
 }
 
 /// A command's answer as a list of strings, from the server (or Sentinel) on `port`.
